@@ -1,0 +1,85 @@
+"""Command-line plumbing shared by every problem script: data root, output folder, seeds, clean errors.
+
+Bad input must end a script with one clear line on stderr and exit status 2, never a traceback:
+scripts raise `UserError("what was wrong; what was expected")` and wrap their entry point in `run_main`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DATA_ENV = "SCRATCHNET_DATA"
+
+
+class UserError(Exception):
+    """A problem with the user's input (missing file, bad flag value, missing dataset): exit 2, one line."""
+
+
+def data_root(arg: str | None) -> Path:
+    """The data root: --data-dir if given, else $SCRATCHNET_DATA, else ./data."""
+    root = arg or os.environ.get(DATA_ENV) or "data"
+    return Path(root).expanduser()
+
+
+def add_common_args(parser: argparse.ArgumentParser, problem: str, data: bool = True) -> None:
+    """Add --out (default results/<problem>/), --seed and, for scripts that read data, --data-dir."""
+    parser.add_argument("--out", type=Path, default=Path("results") / problem,
+                        help=f"output folder for results.json and figures (default: results/{problem}/)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same numbers (default: 0)")
+    if data:
+        parser.add_argument("--data-dir", default=None,
+                            help=f"data root (default: ${DATA_ENV}, else ./data)")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and NumPy's global generators (torch seeds itself in problems that use it)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def command_line() -> str:
+    """The exact command line that started this process, for the results JSON."""
+    return " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {v}")
+    return v
+
+
+def run_main(main, argv=None) -> int:
+    """Run `main(argv)`; turn UserError (and the scratchnet backend error) into one line + exit 2."""
+    from scratchnet.backend import BackendError
+    try:
+        rc = main(argv)
+    except (UserError, BackendError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; checkpoints written so far are intact (rerun with --resume where offered)",
+              file=sys.stderr)
+        return 130
+    return 0 if rc is None else rc

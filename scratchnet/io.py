@@ -1,0 +1,58 @@
+"""Atomic file writes: a checkpoint or results file is either the old one or the new one, never half.
+
+Write to a temporary file in the same folder, flush it to disk, then `os.replace` it over the target
+(atomic on POSIX), so Ctrl-C or a kill mid-write never leaves a corrupt file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def _atomic_write(path, write_fn, mode="wb"):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _to_jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def write_json(path, obj, indent=2):
+    """Atomically write `obj` as JSON; numpy arrays and scalars become plain lists and numbers."""
+    text = json.dumps(_to_jsonable(obj), indent=indent) + "\n"
+    _atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def save_npz(path, arrays: dict):
+    """Atomically save a dict of arrays to an uncompressed `.npz` file."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_npz(path) -> dict:
+    """Load a `.npz` file into a plain dict of numpy arrays."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
