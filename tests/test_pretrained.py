@@ -1,0 +1,91 @@
+"""The shared pretrained-model loader: strict recipe check, image conversion, class lookup, features."""
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+skimage = pytest.importorskip("skimage")
+from PIL import Image  # noqa: E402
+
+from problems.common.cli import UserError  # noqa: E402
+from problems.common import pretrained as P  # noqa: E402
+
+SK = os.path.join(os.path.dirname(skimage.__file__), "data")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return P.load_pretrained("tf_efficientnet_lite0")
+
+
+def test_recipe_strict_espresso(lite0):
+    model, pre, names = lite0
+    assert not model.training
+    top = P.predict_topk(model, pre(P.load_image_rgb(os.path.join(SK, "coffee.png"))), names, 3)
+    assert top[0]["name"] == "espresso" and top[0]["class_id"] == 967
+    assert top[0]["prob"] > 0.9, top  # a wrong normalisation (ImageNet mean/std) or padding fails this
+
+
+def test_peppers_bell_pepper(lite0):
+    from problems.common.cli import data_root
+    path = data_root(None) / "peppers.png"
+    if not path.exists():
+        pytest.skip("peppers.png not in the data root")
+    model, pre, names = lite0
+    top = P.predict_topk(model, pre(P.load_image_rgb(path)), names, 3)
+    assert top[0]["name"] == "bell pepper"
+    assert [t["rank"] for t in top] == [1, 2, 3]
+    assert all(top[i]["prob"] >= top[i + 1]["prob"] for i in range(2))
+
+
+def test_preprocess_and_features(lite0):
+    model, pre, names = lite0
+    im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    x = pre(im)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
+    assert -1.0001 <= float(x.min()) and float(x.max()) <= 1.0001
+    assert pre.geometric(im).size == (224, 224)
+    f = P.penultimate_features(model, x.unsqueeze(0))
+    assert f.shape == (1, 1280)
+    info = P.preprocessing_info(model)
+    assert info["preprocessing"]["mean"] == [0.5] * 3 and info["preprocessing"]["center_crop"] == 224
+    assert len(names) == 1000 and names[945] == "bell pepper" and names[812] == "space shuttle"
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F"])
+def test_load_image_any_mode(tmp_path, mode):
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    if mode == "I;16":
+        im = Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16))
+    else:
+        im = rgb.convert(mode)
+    ext = ".tiff" if mode in ("CMYK", "F", "I") else ".png"
+    path = tmp_path / f"img{ext}"
+    im.save(path)
+    out = P.load_image_rgb(path)
+    assert out.mode == "RGB" and out.size == (30, 20)
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        P.load_image_rgb(tmp_path / "nope.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(UserError, match="cannot read"):
+        P.load_image_rgb(bad)
+
+
+def test_class_lookup():
+    names = P.imagenet_class_names()
+    assert P.imagenet_class_id("812", names) == 812
+    assert P.imagenet_class_id("Space Shuttle", names) == 812
+    for bad in ["1000", "-1", "no such class"]:
+        with pytest.raises(UserError):
+            P.imagenet_class_id(bad, names)
+
+
+def test_unknown_model_one_line():
+    with pytest.raises(UserError, match="tf_efficientnet_lite0"):
+        P.load_pretrained("definitely_not_a_model")
