@@ -1,0 +1,63 @@
+"""Training plots for the problem scripts (matplotlib, Agg backend, no display needed).
+
+Figures are built with `matplotlib.figure.Figure` (not pyplot), so no global state or GUI backend is
+touched, and written atomically: a half-written PNG never replaces a good one.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from scratchnet.io import atomic_write  # noqa: E402
+
+
+def _save(fig: Figure, path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return Path(path)
+
+
+def plot_loss_curves(curves, path, title: str = "Training loss", ylabel: str = "training loss (cross-entropy)",
+                     logy: bool = False) -> Path:
+    """One line per run: `curves` is a list of (label, epochs, losses); epochs are 1-based numbers.
+
+    Used for a single run and for the with/without batch-norm comparison (two curves, one axis).
+    """
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, epochs, losses in curves:
+        ax.plot(list(epochs), list(losses), marker="o", markersize=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if len(curves) > 1 or any(label for label, _, _ in curves):
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
+                          ylabel: str = "test accuracy") -> Path:
+    """One line per run: `runs` is a list of (label, seconds, accuracies), cumulative seconds at each point.
+
+    Accuracies are fractions in [0, 1] (shown as such, axis labelled).
+    """
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, seconds, accuracies in runs:
+        ax.plot(list(seconds), list(accuracies), marker="o", markersize=3, label=label)
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if runs:
+        ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,249 @@
+"""PyTorch reference of the P3 networks (`--backend torch`): same architecture, same init, same data.
+
+This is the only torch code on the P3 path; the scratchnet run is the answer, this one is for comparing
+loss curves and speed. Networks (input NCHW float (N, 3, 32, 32), output logits (N, 10)):
+
+    small:    conv 3->64 11x11 s1 p0 -> ReLU -> maxpool 2x2 s2 -> conv 64->128 3x3 p1 -> ReLU
+              -> conv 128->128 3x3 p1 -> ReLU -> global average pool -> linear 128->10
+    small_bn: the same with BatchNorm2d after each conv, before its ReLU (those convs have no bias).
+
+Spatial sizes: 32 -> 22 (11x11, no padding) -> 11 (pool) -> 11 -> 11 -> 1 (global average).
+Initialisation (the same scheme as scratchnet's): every conv and linear weight ~ N(0, 2 / fan_in) (He /
+Kaiming normal, fan_in = C_in*kh*kw or in_features), biases 0; BN gamma 1, beta 0, momentum 0.1, eps 1e-5.
+
+Weight layouts: scratchnet conv weights are HWIO (kh, kw, C_in, C_out), torch's OIHW (C_out, C_in, kh, kw);
+scratchnet linear weights are (in, out) (y = x W + b), torch's (out, in). The conversion walks the layers in
+order (conv, [bn], conv, [bn], conv, [bn], linear), so only `scratchnet_names` needs to follow the names the
+scratchnet model uses.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+MODELS = ("small", "small_bn")
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+
+
+class SmallCNN(nn.Module):
+    """The P3 CNN; batch_norm=True inserts BatchNorm2d between each conv and its ReLU."""
+
+    def __init__(self, batch_norm: bool = False, num_classes: int = 10):
+        super().__init__()
+        self.batch_norm = batch_norm
+        bias = not batch_norm  # BN's beta replaces the conv bias
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=11, stride=1, padding=0, bias=bias)
+        self.conv2 = nn.Conv2d(64, 128, kernel_size=3, stride=1, padding=1, bias=bias)
+        self.conv3 = nn.Conv2d(128, 128, kernel_size=3, stride=1, padding=1, bias=bias)
+        if batch_norm:
+            self.bn1 = nn.BatchNorm2d(64, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.bn2 = nn.BatchNorm2d(128, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.bn3 = nn.BatchNorm2d(128, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.fc = nn.Linear(128, num_classes)
+        init_he_normal(self)
+
+    def _block(self, i: int, x):
+        x = getattr(self, f"conv{i}")(x)
+        if self.batch_norm:
+            x = getattr(self, f"bn{i}")(x)
+        return torch.relu(x)
+
+    def forward(self, x):
+        x = self.pool(self._block(1, x))
+        x = self._block(3, self._block(2, x))
+        return self.fc(x.mean(dim=(2, 3)))  # global average pool over the whole 11x11 map
+
+
+def build_model(name: str) -> SmallCNN:
+    """'small' or 'small_bn', freshly initialised (seed torch first for reproducible weights)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return SmallCNN(batch_norm=(name == "small_bn"))
+
+
+def init_he_normal(model: nn.Module) -> None:
+    """Weights ~ N(0, 2/fan_in) for every Conv2d and Linear, biases 0; BN gamma 1, beta 0, fresh running stats."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()  # C_in*kh*kw for a conv, in_features for a linear
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()  # weight 1, bias 0, running mean 0, var 1
+
+
+# ------------------------------------------------------------------------------------- layout conversion
+
+def conv_weight_to_hwio(w_oihw: np.ndarray) -> np.ndarray:
+    """torch (C_out, C_in, kh, kw) -> scratchnet (kh, kw, C_in, C_out)."""
+    return np.ascontiguousarray(np.transpose(w_oihw, (2, 3, 1, 0)))
+
+
+def conv_weight_to_oihw(w_hwio: np.ndarray) -> np.ndarray:
+    """scratchnet (kh, kw, C_in, C_out) -> torch (C_out, C_in, kh, kw)."""
+    return np.ascontiguousarray(np.transpose(w_hwio, (3, 2, 0, 1)))
+
+
+def linear_weight_to_scratchnet(w_out_in: np.ndarray) -> np.ndarray:
+    """torch (out, in) -> scratchnet (in, out)."""
+    return np.ascontiguousarray(np.asarray(w_out_in).T)
+
+
+def linear_weight_to_torch(w_in_out: np.ndarray) -> np.ndarray:
+    """scratchnet (in, out) -> torch (out, in)."""
+    return np.ascontiguousarray(np.asarray(w_in_out).T)
+
+
+def layers_in_order(model: SmallCNN) -> list[tuple[str, nn.Module]]:
+    """[('conv', m), ('bn', m)?, ..., ('linear', m)] in forward order: the key of the conversion."""
+    layers = []
+    for i in (1, 2, 3):
+        layers.append(("conv", getattr(model, f"conv{i}")))
+        if model.batch_norm:
+            layers.append(("bn", getattr(model, f"bn{i}")))
+    layers.append(("linear", model.fc))
+    return layers
+
+
+def export_layers(model: SmallCNN) -> list[dict]:
+    """Per layer in forward order a dict of numpy arrays in scratchnet layout.
+
+    conv: weight HWIO, bias (C_out,) if present; bn: gamma, beta, running_mean, running_var (C,);
+    linear: weight (in, out), bias (out,). Each dict also has 'kind'.
+    """
+    out = []
+    for kind, m in layers_in_order(model):
+        d = {"kind": kind}
+        if kind == "conv":
+            d["weight"] = conv_weight_to_hwio(m.weight.detach().cpu().numpy())
+            if m.bias is not None:
+                d["bias"] = m.bias.detach().cpu().numpy().copy()
+        elif kind == "bn":
+            d["gamma"] = m.weight.detach().cpu().numpy().copy()
+            d["beta"] = m.bias.detach().cpu().numpy().copy()
+            d["running_mean"] = m.running_mean.detach().cpu().numpy().copy()
+            d["running_var"] = m.running_var.detach().cpu().numpy().copy()
+        else:
+            d["weight"] = linear_weight_to_scratchnet(m.weight.detach().cpu().numpy())
+            d["bias"] = m.bias.detach().cpu().numpy().copy()
+        out.append(d)
+    return out
+
+
+def import_layers(model: SmallCNN, layers: list[dict]) -> None:
+    """Inverse of export_layers: copy scratchnet-layout arrays (forward order) into the torch model."""
+    targets = layers_in_order(model)
+    if len(layers) != len(targets):
+        raise ValueError(f"expected {len(targets)} layers ({[k for k, _ in targets]}), got {len(layers)}")
+
+    def put(param, array):
+        array = torch.as_tensor(np.asarray(array), dtype=param.dtype)
+        if tuple(array.shape) != tuple(param.shape):
+            raise ValueError(f"shape mismatch: model has {tuple(param.shape)}, got {tuple(array.shape)}")
+        param.copy_(array)
+
+    with torch.no_grad():
+        for (kind, m), d in zip(targets, layers):
+            if d.get("kind", kind) != kind:
+                raise ValueError(f"layer order mismatch: model has {kind}, got {d.get('kind')}")
+            if kind == "conv":
+                put(m.weight, conv_weight_to_oihw(d["weight"]))
+                if m.bias is not None:
+                    put(m.bias, d["bias"])
+            elif kind == "bn":
+                put(m.weight, d["gamma"])
+                put(m.bias, d["beta"])
+                put(m.running_mean, d["running_mean"])
+                put(m.running_var, d["running_var"])
+            else:
+                put(m.weight, linear_weight_to_torch(d["weight"]))
+                put(m.bias, d["bias"])
+
+
+# Field names per layer kind, mapped to the flat-dict suffix scratchnet uses. Adapt here if scratchnet's
+# module parameter names differ (e.g. BN 'weight'/'bias' instead of 'gamma'/'beta').
+SCRATCHNET_FIELDS = {
+    "conv": {"weight": "weight", "bias": "bias"},
+    "bn": {"gamma": "gamma", "beta": "beta", "running_mean": "running_mean", "running_var": "running_var"},
+    "linear": {"weight": "weight", "bias": "bias"},
+}
+
+
+def scratchnet_names(model_name: str) -> list[str]:
+    """Layer prefixes in forward order: conv1, [bn1], conv2, [bn2], conv3, [bn3], fc."""
+    names = []
+    for i in (1, 2, 3):
+        names.append(f"conv{i}")
+        if model_name == "small_bn":
+            names.append(f"bn{i}")
+    return names + ["fc"]
+
+
+def to_flat_dict(model: SmallCNN, prefixes: list[str] | None = None) -> dict:
+    """{'conv1.weight': HWIO array, ..., 'fc.bias': ...}: scratchnet-layout arrays keyed by name (e.g. for .npz)."""
+    layers = export_layers(model)
+    prefixes = prefixes or scratchnet_names("small_bn" if model.batch_norm else "small")
+    flat = {}
+    for prefix, d in zip(prefixes, layers, strict=True):
+        for field, name in SCRATCHNET_FIELDS[d["kind"]].items():
+            if field in d:
+                flat[f"{prefix}.{name}"] = d[field]
+    return flat
+
+
+def from_flat_dict(model: SmallCNN, flat: dict, prefixes: list[str] | None = None) -> None:
+    """Load a flat scratchnet-layout dict (as written by `to_flat_dict` or scratchnet) into the torch model."""
+    prefixes = prefixes or scratchnet_names("small_bn" if model.batch_norm else "small")
+    layers = []
+    for prefix, (kind, m) in zip(prefixes, layers_in_order(model), strict=True):
+        d = {"kind": kind}
+        for field, name in SCRATCHNET_FIELDS[kind].items():
+            key = f"{prefix}.{name}"
+            if key in flat:
+                d[field] = flat[key]
+            elif not (kind == "conv" and field == "bias" and m.bias is None):
+                raise KeyError(f"missing {key!r} in the weights (have {sorted(flat)})")
+        layers.append(d)
+    import_layers(model, layers)
+
+
+# --------------------------------------------------------------------------------------- train / evaluate
+
+def nhwc_to_nchw(x_nhwc, device="cpu") -> torch.Tensor:
+    """NumPy NHWC float batch -> contiguous torch NCHW float32 tensor on `device`."""
+    t = torch.from_numpy(np.ascontiguousarray(x_nhwc, dtype=np.float32))
+    return t.permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def train_step(model: nn.Module, optimizer, x_nhwc, y, device="cpu") -> tuple[float, int]:
+    """One SGD step on a batch (x NHWC float, y int labels); returns (mean loss, number correct)."""
+    model.train()
+    logits = model(nhwc_to_nchw(x_nhwc, device))
+    target = torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
+    loss = nn.functional.cross_entropy(logits, target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    correct = int((logits.argmax(dim=1) == target).sum())
+    return float(loss.detach()), correct
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x_nhwc, y, batch_size: int = 500, device="cpu") -> tuple[float, float]:
+    """(mean cross-entropy, accuracy as a fraction) over x NHWC float, in eval mode (BN running stats)."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    y = np.asarray(y)
+    for start in range(0, len(y), batch_size):
+        logits = model(nhwc_to_nchw(x_nhwc[start:start + batch_size], device))
+        target = torch.as_tensor(y[start:start + batch_size], dtype=torch.long, device=device)
+        total_loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    return total_loss / len(y), correct / len(y)
