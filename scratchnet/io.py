@@ -56,3 +56,13 @@ def load_npz(path) -> dict:
     """Load a `.npz` file into a plain dict of numpy arrays."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Atomically write a file: `write_fn(f)` fills an open temporary file that then replaces `path`."""
+    _atomic_write(path, write_fn, mode=mode)
+
+
+def save_npy(path, array):
+    """Atomically save one array to a `.npy` file (readable with `np.load(path)`, no pickle)."""
+    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))

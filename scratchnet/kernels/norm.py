@@ -1,0 +1,66 @@
+"""Batch normalisation over all axes but the last (channels), as a forward/backward pair.
+
+For conv features x (N, H, W, C) the statistics are per channel over M = N*H*W values; the same code
+serves (N, C) inputs. Training mode:
+    mu = mean(x),  var = mean((x - mu)^2)            (biased, over the M values of each channel)
+    xhat = (x - mu) / sqrt(var + eps),  out = gamma * xhat + beta
+    running_mean <- (1 - momentum) * running_mean + momentum * mu
+    running_var  <- (1 - momentum) * running_var  + momentum * var * M / (M - 1)   (unbiased, as PyTorch)
+Eval mode uses the running statistics instead of mu and var (and then xhat does not depend on the batch).
+
+Backward in training mode (every xhat depends on every x of its channel through mu and var):
+    dbeta = sum(dout),  dgamma = sum(dout * xhat)
+    dx = gamma / (M * sqrt(var + eps)) * (M * dout - dbeta - xhat * dgamma)
+The derivation: docs/walkthrough.md, "Batch norm backward".
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
+                      momentum: float = 0.1, eps: float = 1e-5):
+    """Returns (out, cache). In training mode updates running_mean/running_var in place."""
+    xp = get_array_module(x)
+    c = x.shape[-1]
+    if gamma.shape != (c,):
+        raise ValueError(f"batch_norm: input has {c} channels (shape {tuple(x.shape)}) but gamma has shape "
+                         f"{tuple(gamma.shape)}")
+    x2 = x.reshape(-1, c)  # (M, C): channels last makes this a free view
+    m = x2.shape[0]
+    if training:
+        if m < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got input {tuple(x.shape)}")
+        mu = x2.mean(axis=0)
+        centred = x2 - mu
+        var = xp.mean(centred * centred, axis=0)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mu
+        running_var *= 1 - momentum
+        running_var += momentum * var * (m / (m - 1))
+    else:
+        mu, var = running_mean, running_var
+        centred = x2 - mu
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat = centred * inv_std
+    out = xhat * gamma + beta
+    cache = (xhat, gamma, inv_std, training)
+    return out.reshape(x.shape), cache
+
+
+def batchnorm_backward(dout, cache, need_dx: bool = True):
+    """(dx, dgamma, dbeta); see the module docstring for the formula."""
+    xhat, gamma, inv_std, training = cache
+    c = dout.shape[-1]
+    d2 = dout.reshape(-1, c)
+    m = d2.shape[0]
+    dbeta = d2.sum(axis=0)
+    dgamma = (d2 * xhat).sum(axis=0)
+    dx = None
+    if need_dx:
+        if training:
+            dx = (gamma * inv_std / m) * (m * d2 - dbeta - xhat * dgamma)
+        else:  # running statistics are constants: a per-channel affine map
+            dx = d2 * (gamma * inv_std)
+        dx = dx.reshape(dout.shape)
+    return dx, dgamma, dbeta

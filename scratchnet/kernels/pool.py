@@ -1,0 +1,106 @@
+"""Max, average and global-average pooling on NHWC arrays, as forward/backward pairs.
+
+Max pooling: out[n,i,j,c] = max_{u,v} x[n, s*i+u, s*j+v, c]. Its gradient goes to the one input that
+was the maximum. Ties (equal values in a window, common after ReLU zeros) are broken deterministically:
+the first maximum in row-major window order wins, as in PyTorch's CPU kernel.
+
+Fast path: when stride == kernel and the image tiles exactly, the windows do not overlap, and a plain
+reshape (N, Ho, k, Wo, k, C) exposes them without copying. Otherwise a strided view of the windows is
+used, and the backward adds each kernel offset's share back (windows overlap, so gradients accumulate).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from .conv import output_size, windows
+
+
+def _check_pool(x_shape, kernel, stride, name):
+    if len(x_shape) != 4:
+        raise ValueError(f"{name}: input must be NHWC (4-D), got shape {tuple(x_shape)}")
+    if kernel < 1 or stride < 1:
+        raise ValueError(f"{name}: kernel and stride must be >= 1, got kernel={kernel}, stride={stride}")
+    if x_shape[1] < kernel or x_shape[2] < kernel:
+        raise ValueError(f"{name}: input {tuple(x_shape)} is smaller than the {kernel}x{kernel} window")
+
+
+def _tiles_exactly(x_shape, kernel, stride):
+    return stride == kernel and x_shape[1] % kernel == 0 and x_shape[2] % kernel == 0
+
+
+def _window_stack(x, kernel, stride):
+    """All windows as (N, Ho, Wo, C, k*k), window positions in row-major order along the last axis."""
+    n, h, w, c = x.shape
+    if _tiles_exactly(x.shape, kernel, stride):
+        # Non-overlapping windows: a reshape exposes them without a strided gather.
+        ho, wo = h // kernel, w // kernel
+        win = x.reshape(n, ho, kernel, wo, kernel, c).transpose(0, 1, 3, 5, 2, 4)
+    else:
+        win = windows(x, kernel, kernel, stride).transpose(0, 1, 2, 5, 3, 4)
+    return win.reshape(win.shape[:4] + (kernel * kernel,))
+
+
+def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
+    """Max over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C). cache keeps the argmax."""
+    stride = kernel if stride is None else stride
+    _check_pool(x.shape, kernel, stride, "max_pool2d")
+    win = _window_stack(x, kernel, stride)
+    arg = win.argmax(axis=-1)  # argmax returns the first maximum: the deterministic tie rule
+    xp = get_array_module(x)
+    out = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    return out, (x.shape, arg, kernel, stride)
+
+
+def max_pool2d_backward(dout, cache):
+    """dx: dout routed to each window's (first) maximum; zero elsewhere."""
+    x_shape, arg, kernel, stride = cache
+    xp = get_array_module(dout)
+    n, ho, wo, c = dout.shape
+    onehot = (arg[..., None] == xp.arange(kernel * kernel, dtype=arg.dtype)).astype(dout.dtype)
+    dwin = onehot * dout[..., None]  # (N, Ho, Wo, C, k*k)
+    dwin = dwin.reshape(n, ho, wo, c, kernel, kernel)
+    if _tiles_exactly(x_shape, kernel, stride):
+        return dwin.transpose(0, 1, 4, 2, 5, 3).reshape(x_shape)
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    for u in range(kernel):
+        for v in range(kernel):
+            dx[:, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride, :] += dwin[..., u, v]
+    return dx
+
+
+def avg_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
+    """Mean over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C)."""
+    stride = kernel if stride is None else stride
+    _check_pool(x.shape, kernel, stride, "avg_pool2d")
+    return _window_stack(x, kernel, stride).mean(axis=-1), (x.shape, kernel, stride)
+
+
+def avg_pool2d_backward(dout, cache):
+    """dx: each window's gradient shared equally (1/k^2) by its inputs; overlaps accumulate."""
+    x_shape, kernel, stride = cache
+    xp = get_array_module(dout)
+    share = dout / (kernel * kernel)
+    n, ho, wo, c = dout.shape
+    if _tiles_exactly(x_shape, kernel, stride):
+        return xp.broadcast_to(share[:, :, None, :, None, :], (n, ho, kernel, wo, kernel, c)).reshape(x_shape)
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    for u in range(kernel):
+        for v in range(kernel):
+            dx[:, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride, :] += share
+    return dx
+
+
+def global_avg_pool_forward(x):
+    """Mean over the whole feature map: (N,H,W,C) -> (N,C)."""
+    if x.ndim != 4:
+        raise ValueError(f"global_avg_pool: input must be NHWC (4-D), got shape {tuple(x.shape)}")
+    return x.mean(axis=(1, 2)), x.shape
+
+
+def global_avg_pool_backward(dout, x_shape):
+    """dx[n,h,w,c] = dout[n,c] / (H*W)."""
+    xp = get_array_module(dout)
+    n, h, w, c = x_shape
+    return xp.broadcast_to((dout / (h * w))[:, None, None, :], x_shape).copy()
+
+
+pool_output_size = output_size

@@ -1,0 +1,306 @@
+"""Modules: layers that own their parameters, in the spirit of torch.nn but small.
+
+A Module registers Parameters (trainable tensors), buffers (arrays saved with the model but not trained,
+e.g. batch norm's running statistics) and child Modules as attributes; `parameters()` and
+`state_dict()` walk them in definition order with dotted names ('block1.conv.weight').
+
+Initialisation (documented, since the assignment asks): Conv2d and Linear weights are He/Kaiming normal,
+w ~ N(0, 2 / fan_in) with fan_in = kh*kw*C_in (conv) or in_features (linear), which keeps the variance of
+activations roughly constant through ReLU layers; biases start at 0; batch norm gamma = 1, beta = 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .autograd import Tensor
+from .backend import array_module, backend_of, default_dtype, to_backend
+from .io import load_npz, save_npz
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: requires_grad is always on."""
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+
+def _rng(rng):
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def he_normal(shape, fan_in: int, rng=None, dtype=None):
+    """Kaiming/He normal init: N(0, 2/fan_in), drawn on the host from a seeded Generator."""
+    dtype = dtype or default_dtype()
+    return (_rng(rng).standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+class Module:
+    training = True
+
+    def __setattr__(self, name, value):
+        if isinstance(value, (Parameter, Module)):
+            self.__dict__.setdefault("_children", {})[name] = value
+        elif name in self.__dict__.get("_children", {}):
+            del self._children[name]
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """An array saved in state_dict and moved by `to()`, but not trained (e.g. running_mean)."""
+        names = self.__dict__.setdefault("_buffers", [])
+        if name not in names:
+            names.append(name)
+        object.__setattr__(self, name, array)
+
+    def _buffer_names(self):
+        return self.__dict__.get("_buffers", [])
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- walking the tree ------------------------------------------------------------------------
+    def named_children(self):
+        return [(n, m) for n, m in self.__dict__.get("_children", {}).items() if isinstance(m, Module)]
+
+    def named_parameters(self, prefix=""):
+        for name, value in self.__dict__.get("_children", {}).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+            else:
+                yield from value.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for name in self._buffer_names():
+            yield prefix + name, getattr(self, name)
+        for name, child in self.named_children():
+            yield from child.named_buffers(prefix + name + ".")
+
+    def modules(self):
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    # --- devices and saving ----------------------------------------------------------------------
+    def to(self, backend: str):
+        """Move every parameter and buffer to 'numpy' (host) or 'cupy' (GPU), in place; returns self."""
+        array_module(backend)  # fails early, with one clear error, if the backend is unavailable
+        for p in self.parameters():
+            p.data = to_backend(p.data, backend)
+            if p.grad is not None:
+                p.grad = to_backend(p.grad, backend)
+        for m in self.modules():
+            for name in m._buffer_names():
+                object.__setattr__(m, name, to_backend(getattr(m, name), backend))
+        return self
+
+    @property
+    def backend(self) -> str:
+        params = self.parameters()
+        return backend_of(params[0].data) if params else "numpy"
+
+    def state_dict(self) -> dict:
+        """name -> host numpy array, for parameters and buffers."""
+        state = {n: to_backend(p.data, "numpy").copy() for n, p in self.named_parameters()}
+        state.update({n: to_backend(b, "numpy").copy() for n, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Copy arrays into parameters/buffers (keeping each one's backend and dtype).
+
+        Missing or unexpected keys (strict) and shape mismatches raise ValueError naming the entries.
+        """
+        params = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
+        expected = set(params) | set(buffers)
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict({type(self).__name__}): missing keys {missing}, unexpected keys {unexpected}")
+        for name in sorted(expected & set(state)):
+            current = params[name].data if name in params else buffers[name]
+            new = np.asarray(to_backend(state[name], "numpy"))
+            if tuple(new.shape) != tuple(current.shape):
+                raise ValueError(f"load_state_dict: '{name}' has shape {tuple(current.shape)} in the model but "
+                                 f"{tuple(new.shape)} in the state dict")
+            value = to_backend(new.astype(current.dtype), backend_of(current))
+            if name in params:
+                params[name].data = value
+            else:
+                owner, attr = self._owner_of(name)
+                object.__setattr__(owner, attr, value)
+        return self
+
+    def _owner_of(self, dotted):
+        *path, attr = dotted.split(".")
+        m = self
+        for p in path:
+            m = m._children[p]
+        return m, attr
+
+    def save(self, path):
+        """Save state_dict to an .npz file (atomically)."""
+        save_npz(path, self.state_dict())
+
+    def load(self, path, strict: bool = True):
+        return self.load_state_dict(load_npz(path), strict)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    def __repr__(self):
+        children = "".join(f"\n  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self.named_children())
+        return f"{type(self).__name__}({self.extra_repr()}{children}{chr(10) if children else ''})"
+
+    def extra_repr(self):
+        return ""
+
+
+class Linear(Module):
+    """y = x W + b with W (in_features, out_features), He-normal init, zero bias."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=None):
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(he_normal((in_features, out_features), in_features, rng, dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype or default_dtype())) if bias else None
+
+    def forward(self, x):
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input shape {tuple(x.shape)} has "
+                             f"{x.shape[-1]} features, weight shape {tuple(self.weight.shape)} expects {self.in_features}")
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class Conv2d(Module):
+    """2-D convolution on NHWC inputs; weight HWIO (k, k, C_in, C_out), He-normal init, zero bias."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None, dtype=None):
+        k = kernel_size
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding = stride, padding
+        self.weight = Parameter(he_normal((k, k, in_channels, out_channels), k * k * in_channels, rng, dtype))
+        self.bias = Parameter(np.zeros(out_channels, dtype=dtype or default_dtype())) if bias else None
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[-1] != self.in_channels:
+            raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}): input shape "
+                             f"{tuple(x.shape)} (NHWC) does not match weight shape {tuple(self.weight.shape)} (HWIO): "
+                             f"expected {self.in_channels} input channels")
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class BatchNorm2d(Module):
+    """Batch norm over the channels of NHWC features (also works on (N, C)); see kernels/norm.py."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, affine=True, dtype=None):
+        dtype = dtype or default_dtype()
+        self.num_features, self.momentum, self.eps = num_features, momentum, eps
+        self.weight = Parameter(np.ones(num_features, dtype=dtype))
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        if not affine:  # frozen scale and shift: plain tensors, not trained
+            object.__setattr__(self, "weight", Tensor(self.weight.data))
+            object.__setattr__(self, "bias", Tensor(self.bias.data))
+            del self._children["weight"], self._children["bias"]
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+
+    def forward(self, x):
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): input shape {tuple(x.shape)} has {x.shape[-1]} "
+                             f"channels, expected {self.num_features}")
+        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                            self.training, self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size=2, stride=None):
+        self.kernel_size, self.stride = kernel_size, stride or kernel_size
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class AvgPool2d(MaxPool2d):
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride)
+
+
+class GlobalAvgPool2d(Module):
+    """(N, H, W, C) -> (N, C): the mean over the whole feature map."""
+
+    def forward(self, x):
+        return F.global_avg_pool2d(x)
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return F.flatten(x)
+
+
+class Dropout(Module):
+    """Inverted dropout in training mode, identity in eval mode. rng: seed or Generator for the masks."""
+
+    def __init__(self, p=0.5, rng=None):
+        self.p, self.rng = p, _rng(rng)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Layers applied in order; children are named '0', '1', ... unless given as (name, module) pairs."""
+
+    def __init__(self, *layers):
+        self.layers = []
+        for i, layer in enumerate(layers):
+            name, module = layer if isinstance(layer, tuple) else (str(i), layer)
+            setattr(self, name, module)
+            self.layers.append(module)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)

@@ -1,0 +1,84 @@
+"""The hard-threshold recurrent network of the binary-adder problem.
+
+    h_t = step(U x_t + W h_{t-1} + b_h)      x_t (I,), h_t (H,)
+    y_t = step(v . h_t + b_y)                step(a) = 1 if a > 0 else 0
+
+run over a batch of sequences x (batch, time, I). The forward pass is exact (0/1 values, no
+approximation). step() has zero gradient almost everywhere, so to *train* the same cell the backward
+pass may use a surrogate (straight-through or a steep sigmoid's slope; see functional.Step).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .autograd import Tensor
+from .backend import default_dtype, get_array_module
+from .nn import Module, Parameter
+
+
+class HardThresholdRNN(Module):
+    """Parameters U (H, I), W (H, H), b_h (H,), v (H,), b_y (scalar, shape ()), h0 (H,).
+
+    surrogate: None (exact, no useful gradient), 'ste' or 'sigmoid' (with slope `beta`) for training.
+    """
+
+    def __init__(self, n_in: int = 2, n_hidden: int = 3, rng=None, surrogate=None, beta: float = 1.0,
+                 train_h0: bool = False, dtype=None):
+        dtype = dtype or default_dtype()
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.n_in, self.n_hidden = n_in, n_hidden
+        self.surrogate, self.beta = surrogate, beta
+        self.U = Parameter(rng.standard_normal((n_hidden, n_in)).astype(dtype))
+        self.W = Parameter(rng.standard_normal((n_hidden, n_hidden)).astype(dtype))
+        self.b_h = Parameter(rng.standard_normal(n_hidden).astype(dtype))
+        self.v = Parameter(rng.standard_normal(n_hidden).astype(dtype))
+        self.b_y = Parameter(np.asarray(rng.standard_normal(), dtype=dtype))
+        h0 = np.zeros(n_hidden, dtype=dtype)
+        self.h0 = Parameter(h0) if train_h0 else Tensor(h0)
+
+    @classmethod
+    def from_weights(cls, weights: dict, dtype=np.float64):
+        """Build from a dict with U, W, b_h, v, b_y, h_0 (plain lists/numbers, as in weights/rnn_adder.json)."""
+        U = np.asarray(weights["U"], dtype=dtype)
+        net = cls(n_in=U.shape[1], n_hidden=U.shape[0], dtype=dtype)
+        expected = {"U": U.shape, "W": (U.shape[0],) * 2, "b_h": (U.shape[0],), "v": (U.shape[0],),
+                    "b_y": (), "h_0": (U.shape[0],)}
+        for key, shape in expected.items():
+            if key not in weights:
+                raise ValueError(f"RNN weights: key '{key}' is missing; expected keys {sorted(expected)}")
+            arr = np.asarray(weights[key], dtype=dtype)
+            if arr.shape != shape:
+                raise ValueError(f"RNN weights: '{key}' has shape {arr.shape}, expected {shape}")
+            target = "h0" if key == "h_0" else key
+            getattr(net, target).data = arr
+        return net
+
+    def weights(self) -> dict:
+        """The parameters as plain Python lists/floats (JSON-ready)."""
+        from .backend import to_numpy
+        return {"U": to_numpy(self.U.data).tolist(), "W": to_numpy(self.W.data).tolist(),
+                "b_h": to_numpy(self.b_h.data).tolist(), "v": to_numpy(self.v.data).tolist(),
+                "b_y": float(self.b_y.data), "h_0": to_numpy(self.h0.data).tolist()}
+
+    def cell(self, x_t, h_prev):
+        """One step: (B, I), (B, H) -> h_t (B, H) and y_t (B,)."""
+        a = F.matmul(x_t, F.transpose(self.U)) + F.matmul(h_prev, F.transpose(self.W)) + self.b_h
+        h = F.step(a, self.surrogate, self.beta)
+        y = F.step(F.matmul(h, self.v) + self.b_y, self.surrogate, self.beta)
+        return h, y
+
+    def forward(self, x):
+        """x (B, T, I) of 0/1 values -> (y (B, T), h (B, T, H))."""
+        x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.U.dtype)
+        if x.ndim != 3 or x.shape[2] != self.n_in:
+            raise ValueError(f"HardThresholdRNN: input must be (batch, time, {self.n_in}), got shape {tuple(x.shape)}")
+        b = x.shape[0]
+        xp = get_array_module(x.data)
+        h = self.h0 + Tensor(xp.zeros((b, self.n_hidden), dtype=self.U.dtype))  # broadcast h0 over the batch
+        hs, ys = [], []
+        for t in range(x.shape[1]):
+            h, y = self.cell(x[:, t, :], h)
+            hs.append(h)
+            ys.append(y)
+        return F.stack(ys, axis=1), F.stack(hs, axis=1)
