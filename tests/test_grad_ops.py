@@ -1,0 +1,366 @@
+"""Every scratchnet op: forward and gradients against PyTorch (float64) and finite differences."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import scratchnet as sn
+from scratchnet import functional as F
+from scratchnet.kernels import conv as conv_k
+from scratchnet.kernels import pool as pool_k
+
+from gradcheck import (compare_with_torch, finite_difference_check, hwio_to_oihw, nchw_to_nhwc,
+                       nhwc_to_nchw)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+# ------------------------------------------------------------------------------------ elementwise
+BROADCAST_SHAPES = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((5, 1), (1, 3)), ((1,), (2, 3))]
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES)
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_binary_ops_with_broadcasting(op, shapes, rng):
+    a = rng.standard_normal(shapes[0])
+    b = rng.uniform(0.5, 2.0, shapes[1]) * rng.choice([-1, 1], shapes[1])  # keep |b| away from 0 for div
+    sn_fn = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": F.div}[op]
+    t_fn = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[op]
+    compare_with_torch(sn_fn, t_fn, [a, b], rng)
+    finite_difference_check(sn_fn, [a, b], rng)
+
+
+def test_operators_and_scalars(rng):
+    a = rng.uniform(0.5, 2.0, (3, 5))
+    fn = lambda x: (2.0 - x) * 3 + x / 4 - 1 / x + (-x) ** 2  # noqa: E731
+    compare_with_torch(fn, fn, [a], rng)
+    finite_difference_check(fn, [a], rng)
+
+
+def test_pow_exp_log(rng):
+    a = rng.uniform(0.5, 2.0, (4, 3))
+    b = rng.uniform(-1.5, 1.5, (4, 3))
+    compare_with_torch(F.pow, torch.pow, [a, b], rng)
+    finite_difference_check(F.pow, [a, b], rng)
+    compare_with_torch(lambda x: x ** 3, lambda x: x ** 3, [a], rng)
+    for sn_fn, t_fn in [(F.exp, torch.exp), (F.log, torch.log)]:
+        compare_with_torch(sn_fn, t_fn, [a], rng)
+        finite_difference_check(sn_fn, [a], rng)
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((1, 7), (7, 1)), ((2, 3, 4), (4, 2))])
+def test_matmul(shapes, rng):
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    compare_with_torch(F.matmul, torch.matmul, [a, b], rng)
+    finite_difference_check(F.matmul, [a, b], rng)
+
+
+def test_reshape_transpose_flatten(rng):
+    a = rng.standard_normal((2, 3, 5))
+    compare_with_torch(lambda x: F.reshape(x, (5, 6)), lambda x: x.reshape(5, 6), [a], rng)
+    compare_with_torch(lambda x: F.transpose(x, (2, 0, 1)), lambda x: x.permute(2, 0, 1), [a], rng)
+    compare_with_torch(lambda x: x.T, lambda x: x.permute(2, 1, 0), [a], rng)
+    compare_with_torch(F.flatten, lambda x: x.flatten(1), [a], rng)
+    finite_difference_check(lambda x: F.transpose(x, (1, 2, 0)), [a], rng)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)])
+def test_sum_mean(axis, keepdims, rng):
+    a = rng.standard_normal((3, 4, 5))
+    dims = axis if axis is not None else tuple(range(3))
+    compare_with_torch(lambda x: F.sum(x, axis, keepdims), lambda x: x.sum(dim=dims, keepdim=keepdims), [a], rng)
+    compare_with_torch(lambda x: F.mean(x, axis, keepdims), lambda x: x.mean(dim=dims, keepdim=keepdims), [a], rng)
+    finite_difference_check(lambda x: F.mean(x, axis, keepdims), [a], rng)
+
+
+def test_value_used_twice_accumulates(rng):
+    a = rng.standard_normal((4, 3))
+    fn = lambda x: x * x + x.exp() * x  # noqa: E731  x feeds four places
+    compare_with_torch(fn, fn, [a], rng)
+
+
+def test_getitem_and_stack(rng):
+    a = rng.standard_normal((4, 5, 3))
+    compare_with_torch(lambda x: x[:, 2, :], lambda x: x[:, 2, :], [a], rng)
+    idx = np.array([0, 2, 2, 3])  # repeated index: gradients must add up
+    compare_with_torch(lambda x: x[idx], lambda x: x[torch.tensor(idx)], [a], rng)
+    compare_with_torch(lambda x, y: F.stack([x, y, x], axis=1), lambda x, y: torch.stack([x, y, x], 1),
+                       [a, rng.standard_normal((4, 5, 3))], rng)
+
+
+def test_relu_away_from_zero(rng):
+    a = rng.standard_normal((5, 7))
+    a[np.abs(a) < 1e-2] = 0.5  # finite differences need |x| > h
+    compare_with_torch(F.relu, torch.relu, [a], rng)
+    finite_difference_check(F.relu, [a], rng)
+
+
+def test_relu_gradient_at_zero_is_zero_like_torch(rng):
+    a = np.array([[-1.0, 0.0, 2.0]])
+    compare_with_torch(F.relu, torch.relu, [a], rng)
+
+
+# ----------------------------------------------------------------------------------------- conv2d
+# (kernel, stride, padding, H, W): kernel sizes 1/3/5/11, strides 1/2, padding 0/1/5, non-square images
+CONV_CASES = [(1, 1, 0, 5, 7), (1, 2, 5, 5, 4), (3, 1, 1, 7, 9), (3, 2, 1, 8, 5), (3, 2, 0, 9, 6),
+              (5, 1, 0, 9, 7), (5, 2, 1, 10, 9), (11, 1, 0, 13, 16), (11, 2, 5, 9, 12), (11, 1, 5, 6, 8)]
+
+
+def torch_conv(stride, padding):
+    def fn(x, w, b=None):
+        return nchw_to_nhwc(TF.conv2d(nhwc_to_nchw(x), hwio_to_oihw(w), b, stride=stride, padding=padding))
+    return fn
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("k,s,p,h,w", CONV_CASES)
+def test_conv2d_against_torch(k, s, p, h, w, batch, rng):
+    c_in, c_out = 5, 7
+    x = rng.standard_normal((batch, h, w, c_in))
+    wt = rng.standard_normal((k, k, c_in, c_out))
+    b = rng.standard_normal(c_out)
+    sn_fn = lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p)  # noqa: E731
+    compare_with_torch(sn_fn, torch_conv(s, p), [x, wt, b], rng)
+
+
+@pytest.mark.parametrize("k,s,p,h,w", CONV_CASES[::2])
+def test_conv2d_finite_differences(k, s, p, h, w, rng):
+    x = rng.standard_normal((2, h, w, 3))
+    wt = rng.standard_normal((k, k, 3, 4))
+    b = rng.standard_normal(4)
+    finite_difference_check(lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p), [x, wt, b], rng)
+
+
+def test_conv2d_without_bias_and_without_input_grad(rng):
+    x = rng.standard_normal((2, 6, 7, 3))
+    wt = rng.standard_normal((3, 3, 3, 4))
+    sn_fn = lambda x, w: F.conv2d(x, w, None, stride=1, padding=1)  # noqa: E731
+    _, grads, _ = compare_with_torch(sn_fn, torch_conv(1, 1), [x, wt], rng, grad_mask=[False, True])
+    assert grads[0] is None  # the first layer's image gradient is never computed
+
+
+@pytest.mark.parametrize("k,s,p,h,w", CONV_CASES)
+def test_conv2d_fast_equals_reference(k, s, p, h, w, rng):
+    x = rng.standard_normal((2, h, w, 4)).astype(np.float32)
+    wt = rng.standard_normal((k, k, 4, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
+    ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
+        assert fast.dtype == np.float32
+        np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_shape_mismatch_names_both_shapes(rng):
+    conv = sn.nn.Conv2d(3, 8, 3)
+    with pytest.raises(ValueError, match=r"\(2, 5, 5, 4\).*\(3, 3, 3, 8\)"):
+        conv(sn.Tensor(np.zeros((2, 5, 5, 4), np.float32)))
+    with pytest.raises(ValueError, match="channels"):
+        F.conv2d(np.zeros((1, 5, 5, 2)), np.zeros((3, 3, 3, 4)))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        F.conv2d(np.zeros((1, 4, 4, 3)), np.zeros((5, 5, 3, 4)))
+
+
+# ---------------------------------------------------------------------------------------- pooling
+def tie_free(rng, shape, gap=1e-2):
+    """Distinct values at least `gap` apart, so a 1e-6 nudge never changes a window's maximum."""
+    return rng.permutation(np.arange(np.prod(shape)) * gap).reshape(shape) - gap * np.prod(shape) / 2
+
+
+POOL_CASES = [(2, 2, 6, 8), (2, 2, 7, 5), (3, 2, 7, 9), (3, 1, 5, 6), (2, 1, 4, 5)]  # kernel, stride, H, W
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("k,s,h,w", POOL_CASES)
+def test_max_pool(k, s, h, w, batch, rng):
+    x = tie_free(rng, (batch, h, w, 3))
+    t_fn = lambda x: nchw_to_nhwc(TF.max_pool2d(nhwc_to_nchw(x), k, s))  # noqa: E731
+    sn_fn = lambda x: F.max_pool2d(x, k, s)  # noqa: E731
+    compare_with_torch(sn_fn, t_fn, [x], rng)
+    finite_difference_check(sn_fn, [x], rng)
+
+
+@pytest.mark.parametrize("k,s,h,w", POOL_CASES)
+def test_max_pool_ties_match_torch(k, s, h, w, rng):
+    x = rng.integers(0, 2, (2, h, w, 3)).astype(np.float64)  # many equal values per window
+    t_fn = lambda x: nchw_to_nhwc(TF.max_pool2d(nhwc_to_nchw(x), k, s))  # noqa: E731
+    compare_with_torch(lambda x: F.max_pool2d(x, k, s), t_fn, [x], rng)
+
+
+@pytest.mark.parametrize("k,s,h,w", POOL_CASES)
+def test_avg_pool(k, s, h, w, rng):
+    x = rng.standard_normal((2, h, w, 3))
+    t_fn = lambda x: nchw_to_nhwc(TF.avg_pool2d(nhwc_to_nchw(x), k, s))  # noqa: E731
+    compare_with_torch(lambda x: F.avg_pool2d(x, k, s), t_fn, [x], rng)
+    finite_difference_check(lambda x: F.avg_pool2d(x, k, s), [x], rng)
+
+
+@pytest.mark.parametrize("k,s,h,w", POOL_CASES)
+def test_pool_fast_paths_equal_reference_loops(k, s, h, w, rng):
+    """The reshape fast path (stride == kernel) and the strided path agree with a plain loop."""
+    x = rng.standard_normal((2, h, w, 3))
+    out, cache = pool_k.max_pool2d_forward(x, k, s)
+    ho, wo = (h - k) // s + 1, (w - k) // s + 1
+    ref = np.empty((2, ho, wo, 3))
+    for i in range(ho):
+        for j in range(wo):
+            ref[:, i, j] = x[:, i * s:i * s + k, j * s:j * s + k].max(axis=(1, 2))
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 3), (4, 3, 3, 6)])
+def test_global_avg_pool(shape, rng):
+    x = rng.standard_normal(shape)
+    compare_with_torch(F.global_avg_pool2d, lambda x: x.mean(dim=(1, 2)), [x], rng)
+    finite_difference_check(F.global_avg_pool2d, [x], rng)
+
+
+# ------------------------------------------------------------------------------------- batch norm
+@pytest.mark.parametrize("shape", [(4, 5, 3, 7), (1, 3, 4, 5), (6, 5)])
+def test_batch_norm_training_and_running_stats(shape, rng):
+    x = rng.standard_normal(shape) * 3 + 1
+    c = shape[-1]
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    rm0, rv0 = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+
+    def to_torch_layout(x):
+        return nhwc_to_nchw(x) if x.dim() == 4 else x
+
+    def from_torch_layout(x):
+        return nchw_to_nhwc(x) if x.dim() == 4 else x
+
+    def sn_fn(x, g, b, rm=None, rv=None):
+        rm = rm0.copy() if rm is None else rm
+        rv = rv0.copy() if rv is None else rv
+        return F.batch_norm(x, g, b, rm, rv, training=True, momentum=0.1, eps=1e-5)
+
+    def t_fn(x, g, b, rm=None, rv=None):
+        rm = torch.tensor(rm0) if rm is None else rm
+        rv = torch.tensor(rv0) if rv is None else rv
+        return from_torch_layout(TF.batch_norm(to_torch_layout(x), rm, rv, g, b, True, 0.1, 1e-5))
+
+    compare_with_torch(sn_fn, t_fn, [x, gamma, beta], rng)
+    finite_difference_check(sn_fn, [x, gamma, beta], rng)
+    # the running-statistics update (unbiased variance, momentum 0.1) against torch's, from one state
+    rm_s, rv_s = rm0.copy(), rv0.copy()
+    rm_t, rv_t = torch.tensor(rm0), torch.tensor(rv0)
+    sn_fn(sn.Tensor(x), sn.Tensor(gamma), sn.Tensor(beta), rm_s, rv_s)
+    t_fn(torch.tensor(x), torch.tensor(gamma), torch.tensor(beta), rm_t, rv_t)
+    assert not np.allclose(rm_s, rm0)  # it did move
+    np.testing.assert_allclose(rm_s, rm_t.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rv_s, rv_t.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 3, 7), (1, 2, 3, 4)])
+def test_batch_norm_eval_mode(shape, rng):
+    x = rng.standard_normal(shape)
+    c = shape[-1]
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+    sn_fn = lambda x, g, b: F.batch_norm(x, g, b, rm.copy(), rv.copy(), training=False)  # noqa: E731
+    t_fn = lambda x, g, b: nchw_to_nhwc(TF.batch_norm(  # noqa: E731
+        nhwc_to_nchw(x), torch.tensor(rm), torch.tensor(rv), g, b, False, 0.1, 1e-5))
+    compare_with_torch(sn_fn, t_fn, [x, gamma, beta], rng)
+    finite_difference_check(sn_fn, [x, gamma, beta], rng)
+
+
+def test_batch_norm_module_matches_torch_over_steps(rng):
+    """Module level: train mode for 3 batches (running stats), then eval mode, against torch.nn.BatchNorm2d."""
+    with sn.backend.default_dtype_as(np.float64):
+        bn = sn.nn.BatchNorm2d(5, momentum=0.2)
+    tbn = torch.nn.BatchNorm2d(5, momentum=0.2).double()
+    for _ in range(3):
+        x = rng.standard_normal((3, 4, 6, 5)) * 2 + 0.5
+        out = bn(sn.Tensor(x)).data
+        tout = nchw_to_nhwc(tbn(nhwc_to_nchw(torch.tensor(x)))).detach().numpy()
+        np.testing.assert_allclose(out, tout, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-10)
+    bn.eval(), tbn.eval()
+    x = rng.standard_normal((2, 3, 3, 5))
+    np.testing.assert_allclose(bn(sn.Tensor(x)).data,
+                               nchw_to_nhwc(tbn(nhwc_to_nchw(torch.tensor(x)))).detach().numpy(), rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- linear and losses
+@pytest.mark.parametrize("n", [1, 5])
+def test_linear(n, rng):
+    x, w, b = rng.standard_normal((n, 7)), rng.standard_normal((7, 3)), rng.standard_normal(3)
+    compare_with_torch(F.linear, lambda x, w, b: x @ w + b, [x, w, b], rng)
+    finite_difference_check(F.linear, [x, w, b], rng)
+
+
+def test_linear_shape_mismatch():
+    lin = sn.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match=r"\(3, 5\).*\(4, 2\)"):
+        lin(sn.Tensor(np.zeros((3, 5), np.float32)))
+
+
+def test_log_softmax_and_softmax(rng):
+    z = rng.standard_normal((4, 6)) * 5
+    compare_with_torch(F.log_softmax, lambda z: torch.log_softmax(z, -1), [z], rng)
+    compare_with_torch(F.softmax, lambda z: torch.softmax(z, -1), [z], rng)
+    finite_difference_check(F.log_softmax, [z], rng)
+
+
+def test_log_softmax_is_stable_for_huge_logits():
+    z = np.array([[1000.0, 0.0, -1000.0]])
+    out = F.log_softmax(sn.Tensor(z)).data
+    assert np.all(np.isfinite(out)) and abs(out[0, 0]) < 1e-12
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("n", [1, 6])
+def test_cross_entropy(smoothing, n, rng):
+    z = rng.standard_normal((n, 10)) * 3
+    y = rng.integers(0, 10, n)
+    sn_fn = lambda z: F.cross_entropy(z, y, label_smoothing=smoothing)  # noqa: E731
+    t_fn = lambda z: TF.cross_entropy(z, torch.tensor(y), label_smoothing=smoothing)  # noqa: E731
+    compare_with_torch(sn_fn, t_fn, [z], rng)
+    finite_difference_check(sn_fn, [z], rng)
+
+
+def test_cross_entropy_bad_labels():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+        F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0, 3]))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))
+
+
+def test_dropout_with_fixed_mask(rng):
+    x = rng.standard_normal((4, 5))
+    mask = rng.random((4, 5)) > 0.3
+    sn_fn = lambda x: F.dropout(x, p=0.3, mask=mask)  # noqa: E731
+    t_fn = lambda x: x * torch.tensor(mask, dtype=torch.float64) / 0.7  # noqa: E731
+    compare_with_torch(sn_fn, t_fn, [x], rng)
+    finite_difference_check(sn_fn, [x], rng)
+
+
+def test_dropout_statistics_and_eval_identity(rng):
+    x = sn.Tensor(np.ones((200, 100), np.float32))
+    out = F.dropout(x, p=0.25, rng=np.random.default_rng(0)).data
+    assert abs((out == 0).mean() - 0.25) < 0.01
+    np.testing.assert_allclose(out[out != 0], 1 / 0.75, rtol=1e-6)
+    assert F.dropout(x, p=0.25, training=False) is x
+
+
+def test_step_surrogates(rng):
+    a = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    t = sn.Tensor(a, requires_grad=True)
+    y = F.step(t, surrogate="ste")
+    np.testing.assert_array_equal(y.data, [0, 0, 0, 1, 1])  # exact threshold: step(0) = 0
+    y.backward(np.ones(5))
+    np.testing.assert_array_equal(t.grad, [0, 1, 1, 1, 0])
+    beta = 4.0
+    sig = lambda x: torch.sigmoid(beta * x)  # noqa: E731
+    ta = torch.tensor(a, requires_grad=True)
+    sig(ta).backward(torch.ones(5))
+    t2 = sn.Tensor(a, requires_grad=True)
+    F.step(t2, surrogate="sigmoid", beta=beta).backward(np.ones(5))
+    np.testing.assert_allclose(t2.grad, ta.grad.numpy(), rtol=1e-12)
