@@ -165,3 +165,57 @@ def test_train_step_lowers_loss_and_evaluate():
     assert losses[-1] < losses[0]
     loss, acc = tr.evaluate(m, x, y, batch_size=6)
     assert 0 <= acc <= 1 and loss > 0
+
+
+def _scratchnet_twin(name):
+    """The same net built from scratchnet.nn modules, named as `scratchnet_names` expects."""
+    from scratchnet import nn as snn
+    bn = name == "small_bn"
+    layers = []
+    for i, (cin, cout, k, pad) in enumerate([(3, 64, 11, 0), (64, 128, 3, 1), (128, 128, 3, 1)], start=1):
+        layers.append((f"conv{i}", snn.Conv2d(cin, cout, k, padding=pad, bias=not bn)))
+        if bn:
+            layers.append((f"bn{i}", snn.BatchNorm2d(cout)))
+        layers.append((f"relu{i}", snn.ReLU()))
+        if i == 1:
+            layers.append(("pool1", snn.MaxPool2d(2, 2)))
+    layers += [("gap", snn.GlobalAvgPool2d()), ("fc", snn.Linear(128, 10))]
+    return snn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("name", ["small", "small_bn"])
+def test_torch_and_scratchnet_agree(name):
+    """Converted weights give the same logits (train and eval mode) and the same weight gradients."""
+    sn = pytest.importorskip("scratchnet.nn")  # noqa: F841 - the core must exist
+    from scratchnet import functional as F
+    from scratchnet.autograd import Tensor
+    torch.manual_seed(3)
+    tm = tr.build_model(name)
+    snet = _scratchnet_twin(name)
+    snet.load_state_dict(tr.to_flat_dict(tm), strict=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=4)
+    # training mode: BN uses batch statistics and updates running stats
+    logits_t = tm.train()(tr.nhwc_to_nchw(x))
+    loss_t = torch.nn.functional.cross_entropy(logits_t, torch.as_tensor(y))
+    loss_t.backward()
+    snet.train()
+    logits_s = snet(Tensor(x))
+    loss_s = F.cross_entropy(logits_s, y)
+    loss_s.backward()
+    np.testing.assert_allclose(logits_s.data, logits_t.detach().numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(float(loss_s.data), loss_t.item(), rtol=1e-4)
+    grads = dict(snet.named_parameters())
+    np.testing.assert_allclose(grads["conv1.weight"].grad, tr.conv_weight_to_hwio(tm.conv1.weight.grad.numpy()),
+                               rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(grads["fc.weight"].grad, tm.fc.weight.grad.numpy().T, rtol=1e-3, atol=1e-5)
+    # eval mode after one training forward: running statistics must match too
+    flat_after = tr.to_flat_dict(tm)
+    for k, v in snet.state_dict().items():
+        np.testing.assert_allclose(v, flat_after[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    tm.eval()
+    snet.eval()
+    with torch.no_grad():
+        ref = tm(tr.nhwc_to_nchw(x)).numpy()
+    np.testing.assert_allclose(snet(Tensor(x)).data, ref, rtol=1e-3, atol=1e-4)

@@ -167,11 +167,11 @@ def import_layers(model: SmallCNN, layers: list[dict]) -> None:
                 put(m.bias, d["bias"])
 
 
-# Field names per layer kind, mapped to the flat-dict suffix scratchnet uses. Adapt here if scratchnet's
-# module parameter names differ (e.g. BN 'weight'/'bias' instead of 'gamma'/'beta').
+# Field names per layer kind -> the state_dict suffix of the scratchnet module (scratchnet.nn.BatchNorm2d
+# calls gamma/beta 'weight'/'bias', like torch). Adapt here if scratchnet's names change.
 SCRATCHNET_FIELDS = {
     "conv": {"weight": "weight", "bias": "bias"},
-    "bn": {"gamma": "gamma", "beta": "beta", "running_mean": "running_mean", "running_var": "running_var"},
+    "bn": {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
     "linear": {"weight": "weight", "bias": "bias"},
 }
 
@@ -187,7 +187,10 @@ def scratchnet_names(model_name: str) -> list[str]:
 
 
 def to_flat_dict(model: SmallCNN, prefixes: list[str] | None = None) -> dict:
-    """{'conv1.weight': HWIO array, ..., 'fc.bias': ...}: scratchnet-layout arrays keyed by name (e.g. for .npz)."""
+    """{'conv1.weight': HWIO array, 'bn1.weight': gamma, ..., 'fc.bias': ...}: a scratchnet state_dict.
+
+    prefixes: the scratchnet module names of the layers in forward order (default `scratchnet_names`).
+    """
     layers = export_layers(model)
     prefixes = prefixes or scratchnet_names("small_bn" if model.batch_norm else "small")
     flat = {}
