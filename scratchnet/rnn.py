@@ -82,3 +82,28 @@ class HardThresholdRNN(Module):
             hs.append(h)
             ys.append(y)
         return F.stack(ys, axis=1), F.stack(hs, axis=1)
+
+    def run_array(self, x):
+        """The exact forward pass on plain arrays, no graph: x (B, T, I) -> (y (B, T), h (B, T, H)) arrays.
+
+        Same math as forward(), written as sums over the few inputs/units (I, H are tiny, where a general
+        matmul is slow), so exhaustive checks over ~1M sequences take seconds.
+        """
+        xp = get_array_module(self.U.data)
+        U, W, b_h, v, b_y = (p.data for p in (self.U, self.W, self.b_h, self.v, self.b_y))
+        x = xp.asarray(x, dtype=U.dtype)
+        if x.ndim != 3 or x.shape[2] != self.n_in:
+            raise ValueError(f"HardThresholdRNN: input must be (batch, time, {self.n_in}), got shape {x.shape}")
+        b, steps = x.shape[:2]
+        hs = xp.empty((b, steps, self.n_hidden), dtype=U.dtype)
+        h = xp.broadcast_to(self.h0.data, (b, self.n_hidden))
+        for t in range(steps):
+            a = xp.broadcast_to(b_h, (b, self.n_hidden)).copy()
+            for i in range(self.n_in):
+                a += x[:, t, i:i + 1] * U[:, i]
+            for j in range(self.n_hidden):
+                a += h[:, j:j + 1] * W[:, j]
+            h = (a > 0).astype(U.dtype)
+            hs[:, t] = h
+        y = ((hs * v).sum(axis=2) + b_y > 0).astype(U.dtype)
+        return y, hs

@@ -1,0 +1,270 @@
+"""Binary addition with scratchnet's hard-threshold RNN: bit encoding, exact checks, and learning the weights.
+
+Encoding (the assignment's): two numbers a, b are fed least-significant bit first as x_t = [a_t, b_t],
+t = 0..T-1, with T = (bits of the longer number) + 1, so the last step (both bits 0) emits the final
+carry. The target output y_t is bit t of a + b.
+
+The exact checks use the true step function; learning uses a surrogate gradient (scratchnet.functional.Step).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from scratchnet import optim
+from scratchnet import functional as F
+from scratchnet.autograd import Tensor, no_grad
+from scratchnet.rnn import HardThresholdRNN
+
+WEIGHT_KEYS = ("U", "W", "b_h", "v", "b_y", "h_0")
+EXAMPLE = ("100111", "110010")  # the assignment's example, binary, most significant bit first
+
+
+# ----------------------------------------------------------------------------------------- encoding
+def n_steps(pairs) -> int:
+    """Steps T for a batch of (a, b): the longest operand's bit length + 1 (room for the final carry)."""
+    return max(max(a.bit_length(), b.bit_length()) for a, b in pairs) + 1
+
+
+def int_to_bits(n: int, steps: int) -> list[int]:
+    """Bits of n >= 0, least significant first, padded with 0s to `steps`."""
+    if n < 0:
+        raise ValueError(f"int_to_bits: expected a number >= 0, got {n}")
+    if n.bit_length() > steps:
+        raise ValueError(f"int_to_bits: {n} needs {n.bit_length()} bits, only {steps} steps")
+    return [(n >> t) & 1 for t in range(steps)]
+
+
+def bits_to_int(bits) -> int:
+    """Inverse of int_to_bits: least-significant-first 0/1 values -> Python int (any length)."""
+    return sum(int(round(float(b))) << t for t, b in enumerate(bits))
+
+
+def encode_pairs(pairs, steps: int | None = None, dtype=np.float64) -> np.ndarray:
+    """Pairs of Python ints (any size) -> x (B, T, 2) of 0/1, x[:, t] = [bit t of a, bit t of b]."""
+    steps = steps or n_steps(pairs)
+    return np.array([[ba, bb] for a, b in pairs for ba, bb in zip(int_to_bits(a, steps), int_to_bits(b, steps))],
+                    dtype=dtype).reshape(len(pairs), steps, 2)
+
+
+def encode_arrays(a: np.ndarray, b: np.ndarray, steps: int, dtype=np.float64) -> np.ndarray:
+    """Vectorised encode_pairs for int64 arrays a, b (B,) (numbers below 2^62) -> x (B, T, 2)."""
+    shifts = np.arange(steps)
+    x = np.empty((a.size, steps, 2), dtype=dtype)
+    x[:, :, 0] = (a[:, None] >> shifts) & 1
+    x[:, :, 1] = (b[:, None] >> shifts) & 1
+    return x
+
+
+def decode_arrays(y: np.ndarray) -> np.ndarray:
+    """Output bits y (B, T) with T <= 62 -> int64 numbers (B,)."""
+    return (y.astype(np.int64) << np.arange(y.shape[1])).sum(axis=1)
+
+
+def parse_number(text: str, binary: bool) -> int:
+    """One operand from the command line; ValueError with a one-line reason when it is not a number >= 0."""
+    s = text.strip().replace("_", "")
+    if not s:
+        raise ValueError("empty number; expected a whole number >= 0" + (" written with 0/1 digits" if binary else ""))
+    if s.startswith("-"):
+        raise ValueError(f"negative number {text!r}; the adder takes whole numbers >= 0")
+    if binary:
+        bad = sorted(set(s) - {"0", "1"})
+        if bad:
+            raise ValueError(f"binary number {text!r} has digit(s) {''.join(bad)!r}; expected only 0 and 1")
+        return int(s, 2)
+    if not s.isdigit():
+        raise ValueError(f"{text!r} is not a whole number >= 0 in decimal (use --binary for 0/1 strings)")
+    return int(s)
+
+
+# ------------------------------------------------------------------------------------------ weights
+def load_weights(path) -> dict:
+    """weights/rnn_adder.json -> dict; ValueError naming the problem if missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {path} not found; expected a JSON file with keys {', '.join(WEIGHT_KEYS)}")
+    try:
+        weights = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"weights file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(weights, dict):
+        raise ValueError(f"weights file {path} must hold a JSON object with keys {', '.join(WEIGHT_KEYS)}")
+    HardThresholdRNN.from_weights(weights)  # validates keys and shapes
+    return {k: weights[k] for k in WEIGHT_KEYS}
+
+
+# ----------------------------------------------------------------------------------- running, tables
+def add(net: HardThresholdRNN, pairs):
+    """Run the net on pairs of ints (padded to one common T); -> (sums list, x, y, h arrays)."""
+    x = encode_pairs(pairs, dtype=net.U.dtype)
+    y, h = net.run_array(x)
+    return [bits_to_int(row) for row in y], x, y, h
+
+
+def step_table(x: np.ndarray, y: np.ndarray, h: np.ndarray) -> list[dict]:
+    """One sequence's steps as rows {t, x_t, h_t, y_t} of ints (x (T, 2), y (T,), h (T, H))."""
+    return [{"t": t, "x_t": [int(v) for v in x[t]], "h_t": [int(v) for v in h[t]], "y_t": int(y[t])}
+            for t in range(len(y))]
+
+
+def format_table(rows: list[dict]) -> str:
+    """The step table as aligned text, like the assignment's example."""
+    lines = ["  t  x_t    h_t      y_t"]
+    lines += [f"{r['t']:3d}  {r['x_t'][0]} {r['x_t'][1]}   {' '.join(map(str, r['h_t']))}    {r['y_t']}" for r in rows]
+    return "\n".join(lines)
+
+
+def example(net: HardThresholdRNN) -> dict:
+    """The assignment's example 100111 + 110010 = 1011001: inputs, outputs and the step table."""
+    a, b = (int(s, 2) for s in EXAMPLE)
+    sums, x, y, h = add(net, [(a, b)])
+    return {"a": EXAMPLE[0], "b": EXAMPLE[1], "sum": format(sums[0], "b"), "correct": sums[0] == a + b,
+            "input_1": [int(v) for v in x[0, :, 0]], "input_2": [int(v) for v in x[0, :, 1]],
+            "output": [int(v) for v in y[0]], "steps": step_table(x[0], y[0], h[0])}
+
+
+# --------------------------------------------------------------------------------------- exact checks
+def verify_exhaustive(net: HardThresholdRNN, bits: int, chunk: int = 1 << 16) -> dict:
+    """Every pair a, b < 2^bits through the net with the true step (T = bits + 1); counts of wrong sums."""
+    if not 1 <= bits <= 14:
+        raise ValueError(f"verify: bits must be between 1 and 14 (4^bits pairs), got {bits}")
+    n = 1 << bits
+    total = n * n
+    errors, first_error = 0, None
+    for start in range(0, total, chunk):
+        idx = np.arange(start, min(start + chunk, total), dtype=np.int64)
+        a, b = idx // n, idx % n
+        y, _ = net.run_array(encode_arrays(a, b, bits + 1, dtype=net.U.dtype))
+        wrong = np.flatnonzero(decode_arrays(y) != a + b)
+        errors += wrong.size
+        if wrong.size and first_error is None:
+            first_error = [int(a[wrong[0]]), int(b[wrong[0]])]
+    return {"verified_bits": bits, "pairs_checked": total, "errors": errors, "first_error": first_error}
+
+
+def verify_random(net: HardThresholdRNN, bits: int, count: int, rng) -> dict:
+    """`count` random pairs of `bits`-bit numbers (any size) against Python integer addition."""
+    def draw() -> int:
+        return int("".join(map(str, rng.integers(0, 2, bits))), 2)
+    pairs = [(draw(), draw()) for _ in range(count)]
+    sums, *_ = add(net, pairs)
+    errors = sum(s != a + b for s, (a, b) in zip(sums, pairs))
+    return {"bits": bits, "pairs_checked": count, "errors": int(errors)}
+
+
+def cell_cases(net: HardThresholdRNN, h_prev) -> list[dict]:
+    """The cell's one-step map from state h_prev for all four inputs x = (a_t, b_t): h_t and y_t."""
+    x = np.array([[[p, q]] for p in (0, 1) for q in (0, 1)], dtype=net.U.dtype)  # (4, 1, 2)
+    saved = net.h0.data
+    net.h0.data = np.asarray(h_prev, dtype=net.U.dtype)
+    try:
+        y, h = net.run_array(x)
+    finally:
+        net.h0.data = saved
+    return [{"x": [int(v) for v in x[i, 0]], "h": tuple(int(v) for v in h[i, 0]), "y": int(y[i, 0])}
+            for i in range(4)]
+
+
+def prove_all_lengths(net: HardThresholdRNN) -> dict:
+    """A proof for every length, not a sample: the reachable hidden states form a finite automaton; check
+    it is the carry automaton. Explore all states reachable from h_0 and give each a carry c (h_0: c = 0);
+    the net adds correctly for all inputs iff every transition from a state with carry c on input (a, b)
+    outputs (a + b + c) mod 2 and goes to a state whose carry is [a + b + c >= 2] (induction on t).
+    Returns {'ok', 'states': {state: carry}, 'transitions', 'reason'}.
+    """
+    start = tuple(int(v) for v in np.asarray(net.h0.data))
+    carry = {start: 0}
+    todo, transitions = [start], []
+    while todo:
+        state = todo.pop()
+        c = carry[state]
+        for case in cell_cases(net, state):
+            s = sum(case["x"]) + c
+            transitions.append({"from": list(state), "carry": c, "x": case["x"], "to": list(case["h"]),
+                                "y": case["y"]})
+            if case["y"] != s % 2:
+                return {"ok": False, "states": carry, "transitions": transitions,
+                        "reason": f"state {state} (carry {c}), input {case['x']}: output {case['y']}, sum bit {s % 2}"}
+            nxt, c_next = case["h"], int(s >= 2)
+            if nxt not in carry:
+                carry[nxt] = c_next
+                todo.append(nxt)
+            elif carry[nxt] != c_next:
+                return {"ok": False, "states": carry, "transitions": transitions,
+                        "reason": f"state {nxt} is reached with carry {carry[nxt]} and with carry {c_next}"}
+    return {"ok": True, "states": carry, "transitions": transitions, "reason": ""}
+
+
+def min_margin(net: HardThresholdRNN, proof: dict) -> float:
+    """Smallest |pre-activation| over all reachable (state, input) pairs: how far every unit is from 0."""
+    U, W, b_h, v, b_y = (np.asarray(p.data, dtype=np.float64) for p in (net.U, net.W, net.b_h, net.v, net.b_y))
+    margins = []
+    for tr in proof["transitions"]:
+        a = U @ np.array(tr["x"], float) + W @ np.array(tr["from"], float) + b_h
+        h = (a > 0).astype(float)
+        margins += list(np.abs(a)) + [abs(float(v @ h + b_y))]
+    return float(min(margins))
+
+
+# ------------------------------------------------------------------------------------------ learning
+def random_batch(rng, batch: int, bits: int, dtype=np.float32):
+    """Random pairs of `bits`-bit numbers: x (B, bits + 1, 2) and target sum bits (B, bits + 1)."""
+    a = rng.integers(0, 1 << bits, batch, dtype=np.int64)
+    b = rng.integers(0, 1 << bits, batch, dtype=np.int64)
+    x = encode_arrays(a, b, bits + 1, dtype=dtype)
+    target = ((a + b)[:, None] >> np.arange(bits + 1)) & 1
+    return x, target.astype(dtype)
+
+
+def train_adder(seed: int, steps: int = 1500, batch: int = 32, bits: int = 6, lr: float = 0.05,
+                surrogate: str = "ste", check_every: int = 25, check_bits: int = 6) -> dict:
+    """Learn the 3-unit cell from random init (seed): exact step forward, surrogate gradient backward,
+    mean squared error between output bits and sum bits, Adam. Stops early once every pair below
+    2^check_bits is added exactly. -> {'net', 'steps_run', 'losses'}.
+    """
+    rng = np.random.default_rng(seed)
+    net = HardThresholdRNN(n_in=2, n_hidden=3, rng=rng, surrogate=surrogate)
+    params = [net.U, net.W, net.b_h, net.v, net.b_y]
+    opt = optim.Adam(params, lr=lr)
+    losses, step = [], 0
+    for step in range(1, steps + 1):
+        x, target = random_batch(rng, batch, bits)
+        y, _ = net(Tensor(x))
+        diff = y - Tensor(target)
+        loss = F.mean(diff * diff)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+        if step % check_every == 0:
+            with no_grad():
+                if verify_exhaustive(net, check_bits)["errors"] == 0:
+                    break
+    net.surrogate = None
+    return {"net": net, "steps_run": step, "losses": losses}
+
+
+def learn(seeds: int, first_seed: int = 0, verify_bits: int = 10, **train_kw) -> dict:
+    """Train `seeds` nets (seeds first_seed, first_seed + 1, ...) and check each exactly: exhaustive to
+    `verify_bits` bits and the all-lengths automaton proof. -> summary with per-seed rows."""
+    rows, learned = [], None
+    for s in range(first_seed, first_seed + seeds):
+        run = train_adder(s, **train_kw)
+        net = run["net"]
+        check = verify_exhaustive(net, verify_bits)
+        proof = prove_all_lengths(net)
+        perfect = check["errors"] == 0 and proof["ok"]
+        row = {"seed": s, "steps_run": run["steps_run"], "final_loss": run["losses"][-1],
+               "errors_exhaustive": check["errors"], "pairs_checked": check["pairs_checked"],
+               "proof_all_lengths": proof["ok"], "perfect": perfect}
+        if perfect:
+            row["n_states"] = len(proof["states"])
+            row["min_margin"] = min_margin(net, proof)
+            if learned is None:
+                learned = {"seed": s, "weights": net.weights(), "states": {str(list(k)): c for k, c in proof["states"].items()},
+                           "min_margin": row["min_margin"]}
+        rows.append(row)
+    return {"seeds": seeds, "perfect_seeds": sum(r["perfect"] for r in rows), "runs": rows, "learned": learned}
