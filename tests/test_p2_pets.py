@@ -2,53 +2,16 @@
 mean-per-class accuracy against a hand-computed example, and the loader on the real partial copy."""
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from pets_helpers import photo, make_mini_pets
 
 from problems.common.cli import UserError
 from problems.common.linear_probe import (confusion_matrix, l2_normalize, mean_per_class_accuracy,
                                           most_confused_pairs, per_class_accuracy)
 from problems.common.pets import ImageReadLog, breed_of, find_pets_root, load_pets, open_rgb, parse_split_file
-
-
-def _photo(seed, size=(40, 32)):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-
-
-def make_mini_pets(root, layout="pets"):
-    """A 3-breed Pets folder with every real defect: PNG-in-.jpg, RGBA PNG, grayscale, CMYK, GIF,
-    a truncated JPEG, a listed-but-missing file and an unlisted extra file. Returns the pets folder."""
-    pets = root / layout
-    (pets / "images").mkdir(parents=True)
-    (pets / "annotations").mkdir()
-    img = pets / "images"
-    breeds = [("Abyssinian", 1, 1), ("Bengal", 2, 1), ("basset_hound", 3, 2)]
-    trainval, test = [], []
-    for b, (breed, cid, species) in enumerate(breeds):
-        for n in range(1, 7):
-            name = f"{breed}_{n}"
-            Image.fromarray(_photo(100 * b + n)).save(img / f"{name}.jpg", "JPEG", quality=90)
-            (trainval if n <= 4 else test).append(f"{name} {cid} {species} {cid}")
-    # defects, all with the .jpg suffix as in the real archive
-    Image.fromarray(_photo(1)).save(img / "Abyssinian_1.jpg", "PNG")                       # PNG-in-jpg (RGB)
-    rgba = np.dstack([_photo(2), np.full((32, 40), 200, np.uint8)])
-    Image.fromarray(rgba, "RGBA").save(img / "Abyssinian_2.jpg", "PNG")                    # RGBA PNG
-    Image.fromarray(_photo(3)[..., 0], "L").save(img / "Bengal_1.jpg", "JPEG")             # grayscale
-    Image.fromarray(_photo(4)).convert("CMYK").save(img / "Bengal_2.jpg", "JPEG")           # CMYK JPEG
-    Image.fromarray(_photo(5)).convert("P").save(img / "basset_hound_1.jpg", "GIF")         # GIF-in-jpg
-    buf = io.BytesIO()
-    Image.fromarray(_photo(6, (200, 160))).save(buf, "JPEG", quality=95)
-    (img / "basset_hound_5.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])   # truncated
-    (img / "basset_hound_6.jpg").unlink()                                                  # listed, missing
-    Image.fromarray(_photo(7)).save(img / "Bengal_99.jpg", "JPEG")                         # in no split
-    (pets / "annotations" / "trainval.txt").write_text("\n".join(trainval) + "\n")
-    (pets / "annotations" / "test.txt").write_text("# comment line\n" + "\n".join(test) + "\n\n")
-    return pets
 
 
 def test_split_parser_and_classes(tmp_path):
@@ -95,7 +58,7 @@ def test_defective_images_are_converted_or_skipped(tmp_path):
     assert notes == {"Abyssinian_1": "PNG-in-.jpg", "Abyssinian_2": "PNG-in-.jpg RGBA", "Bengal_1": "L",
                      "Bengal_2": "CMYK", "basset_hound_1": "GIF-in-.jpg P", "Bengal_3": None}
     # alpha 200/255 over mid-grey: a blend, not the raw colour and not black
-    raw = _photo(2).astype(float)
+    raw = photo(2).astype(float)
     got = np.asarray(open_rgb(img / "Abyssinian_2.jpg")[0], dtype=float)
     np.testing.assert_allclose(got, raw * 200 / 255 + 128 * 55 / 255, atol=1.01)
 

