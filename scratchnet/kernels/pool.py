@@ -40,30 +40,36 @@ def _window_stack(x, kernel, stride):
 
 
 def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
-    """Max over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C). cache keeps the argmax."""
+    """Max over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C). cache keeps x and out."""
     stride = kernel if stride is None else stride
     _check_pool(x.shape, kernel, stride, "max_pool2d")
-    win = _window_stack(x, kernel, stride)
-    arg = win.argmax(axis=-1)  # argmax returns the first maximum: the deterministic tie rule
-    xp = get_array_module(x)
-    out = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    return out, (x.shape, arg, kernel, stride)
+    n, h, w, c = x.shape
+    if _tiles_exactly(x.shape, kernel, stride):
+        # Non-overlapping windows: a reshape exposes them as axes 2 and 4, no copy, one reduction.
+        out = x.reshape(n, h // kernel, kernel, w // kernel, kernel, c).max(axis=(2, 4))
+    else:
+        out = windows(x, kernel, kernel, stride).max(axis=(3, 4))
+    return out, (x, out, kernel, stride)
 
 
 def max_pool2d_backward(dout, cache):
-    """dx: dout routed to each window's (first) maximum; zero elsewhere."""
-    x_shape, arg, kernel, stride = cache
+    """dx: dout routed to each window's first maximum (row-major window order); zero elsewhere.
+
+    Visit the k*k window offsets in row-major order; at each, the inputs equal to the window's max that
+    no earlier offset has claimed take the gradient. A loop over offsets, never over pixels.
+    """
+    x, out, kernel, stride = cache
     xp = get_array_module(dout)
-    n, ho, wo, c = dout.shape
-    onehot = (arg[..., None] == xp.arange(kernel * kernel, dtype=arg.dtype)).astype(dout.dtype)
-    dwin = onehot * dout[..., None]  # (N, Ho, Wo, C, k*k)
-    dwin = dwin.reshape(n, ho, wo, c, kernel, kernel)
-    if _tiles_exactly(x_shape, kernel, stride):
-        return dwin.transpose(0, 1, 4, 2, 5, 3).reshape(x_shape)
-    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    ho, wo = out.shape[1:3]
+    dx = xp.zeros(x.shape, dtype=dout.dtype)
+    claimed = xp.zeros(out.shape, dtype=bool)
     for u in range(kernel):
         for v in range(kernel):
-            dx[:, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride, :] += dwin[..., u, v]
+            rows = slice(u, u + stride * (ho - 1) + 1, stride)
+            cols = slice(v, v + stride * (wo - 1) + 1, stride)
+            take = (x[:, rows, cols, :] == out) & ~claimed
+            claimed |= take
+            dx[:, rows, cols, :] += dout * take  # += : overlapping windows (stride < kernel) accumulate
     return dx
 
 

@@ -1,0 +1,234 @@
+"""The image-classification training loop: epochs of augmented minibatches, per-step learning-rate
+schedule, evaluation, atomic per-epoch checkpoints and exact resume.
+
+The loop is written once and drives any `Learner` (an object with train_step / evaluate / state
+methods): `ScratchnetLearner` below for scratchnet models; the P3 script's PyTorch reference backend
+supplies another with the same methods, so both see the very same batches, crops and flips.
+
+Reproducibility: all randomness (shuffling, crops, flips) comes from one numpy Generator seeded from
+`seed`; its state is saved in every checkpoint, so an interrupted run resumed from epoch k continues
+with the same random stream and ends with the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import functional as F
+from . import optim
+from .autograd import Tensor, no_grad
+from .backend import array_module, to_numpy
+from .data.augment import iterate_minibatches, normalize, random_crop, random_flip
+from .io import load_npz, save_npz
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05                  # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    schedule: str = "onecycle"        # 'onecycle' (linear warm-up, then linear decay to 0), 'cosine', 'constant'
+    warmup_fraction: float = 0.2      # share of all steps spent warming up (onecycle)
+    crop_padding: int = 4             # random-crop padding in pixels (0: no crop)
+    flip: bool = True                 # random horizontal flips
+    eval_batch_size: int = 1000
+    seed: int = 0
+
+    def schedule_for(self, steps_per_epoch: int) -> optim.Schedule:
+        total = self.epochs * steps_per_epoch
+        if self.schedule == "onecycle":
+            return optim.WarmupLinear(warmup=max(1, int(self.warmup_fraction * total)), total=total, start=0.1)
+        if self.schedule == "cosine":
+            return optim.CosineLR(total)
+        if self.schedule == "constant":
+            return optim.StepLR(every=total + 1, gamma=1.0)
+        raise ValueError(f"unknown schedule {self.schedule!r}; expected onecycle, cosine or constant")
+
+
+class ScratchnetLearner:
+    """Adapts a scratchnet Module + SGD to the loop; arrays live on `backend` ('numpy' or 'cupy')."""
+
+    def __init__(self, model, config: TrainConfig, backend: str = "numpy"):
+        self.backend = backend
+        self.xp = array_module(backend)
+        self.model = model.to(backend)
+        self.config = config
+        self.optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                   nesterov=config.nesterov, weight_decay=config.weight_decay)
+
+    def set_lr(self, lr: float):
+        self.optimizer.lr = lr
+
+    def to_device(self, x):
+        return self.xp.asarray(x)
+
+    def train_step(self, x, y):
+        """One SGD step on a (device) float batch; returns (mean loss, number correct) as Python numbers."""
+        self.model.train()
+        self.optimizer.zero_grad()
+        logits = self.model(Tensor(x))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.data), int((logits.data.argmax(axis=1) == y).sum())
+
+    def predict_logits(self, x):
+        self.model.eval()
+        with no_grad():
+            return self.model(Tensor(x)).data
+
+    def state(self) -> dict:
+        st = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        st.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        return st
+
+    def load_state(self, st: dict):
+        self.model.load_state_dict({k[6:]: v for k, v in st.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({k[6:]: v for k, v in st.items() if k.startswith("optim/")})
+
+    def weights(self) -> dict:
+        return self.model.state_dict()
+
+    def load_weights(self, weights: dict):
+        """Load a model state_dict (e.g. committed weights) without optimizer state."""
+        self.model.load_state_dict(weights)
+
+
+@dataclass
+class History:
+    train_loss: list = field(default_factory=list)
+    train_accuracy: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_accuracy: list = field(default_factory=list)
+    epoch_seconds: list = field(default_factory=list)
+    images_per_second: list = field(default_factory=list)
+
+
+def evaluate(learner, x_uint8, y, mean, std, batch_size: int = 1000):
+    """(mean cross-entropy, accuracy) over a whole split, in eval mode, in batches."""
+    total_loss, correct = 0.0, 0
+    for idx in iterate_minibatches(len(y), batch_size, shuffle=False):
+        xb = learner.to_device(normalize(x_uint8[idx], mean, std))
+        logits = to_numpy(learner.predict_logits(xb)).astype(np.float64)
+        z = logits - logits.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        total_loss += float(-logp[np.arange(len(idx)), y[idx]].sum())
+        correct += int((logits.argmax(axis=1) == y[idx]).sum())
+    return total_loss / len(y), correct / len(y)
+
+
+def _checkpoint_path(folder):
+    return os.path.join(folder, "checkpoint.npz")
+
+
+def save_checkpoint(folder, learner, epoch: int, rng: np.random.Generator, history: History, config: TrainConfig):
+    """Everything needed to resume after `epoch` completed epochs, written atomically."""
+    st = learner.state()
+    st["meta"] = np.array(json.dumps({"epoch": epoch, "rng": rng.bit_generator.state,
+                                      "history": asdict(history), "config": asdict(config)}))
+    save_npz(_checkpoint_path(folder), st)
+
+
+def load_checkpoint(folder, learner, config: TrainConfig):
+    """(epoch, rng, history) from the folder's checkpoint, or None if there is none.
+
+    Raises ValueError if the checkpoint was made with different hyper-parameters (resuming it would not
+    reproduce either run).
+    """
+    path = _checkpoint_path(folder)
+    if not os.path.exists(path):
+        return None
+    try:
+        st = load_npz(path)
+        meta = json.loads(str(st.pop("meta")))
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start over") from None
+    saved, now = meta["config"], asdict(config)  # epochs too: the schedule depends on the total
+    if saved != now:
+        diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
+        raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, now); "
+                         "use the same flags or another --out")
+    learner.load_state(st)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    return meta["epoch"], rng, History(**meta["history"])
+
+
+def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
+        log=print, mean=None, std=None):
+    """Train for config.epochs on data.train_x/train_y (uint8 NHWC), evaluating on data.test_x after each epoch.
+
+    mean, std: per-channel normalisation (defaults: training-set statistics). With out_dir, a checkpoint
+    is written after every epoch; resume=True continues from it. Returns the History.
+    """
+    from .data.augment import channel_stats
+    if mean is None or std is None:
+        mean, std = channel_stats(data.train_x)
+    rng = np.random.default_rng(config.seed)
+    history, start = History(), 0
+    if resume and out_dir is not None:
+        loaded = load_checkpoint(out_dir, learner, config)
+        if loaded is not None:
+            start, rng, history = loaded
+            log(f"resumed from {_checkpoint_path(out_dir)} after epoch {start}")
+    n = len(data.train_y)
+    steps_per_epoch = n // config.batch_size  # drop_last: every step sees a full batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {n} images, fewer than one batch of {config.batch_size}; "
+                         "lower --batch-size")
+    schedule = config.schedule_for(steps_per_epoch)
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        batches = iterate_minibatches(n, config.batch_size, rng, shuffle=True, drop_last=True)
+        bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        for i, idx in enumerate(bar):
+            xb = data.train_x[idx]
+            if config.crop_padding:
+                xb = random_crop(xb, config.crop_padding, rng)
+            if config.flip:
+                xb = random_flip(xb, rng)
+            xb = learner.to_device(normalize(xb, mean, std))
+            learner.set_lr(config.lr * schedule.factor(epoch * steps_per_epoch + i))
+            loss, ok = learner.train_step(xb, learner.to_device(data.train_y[idx]))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1}, step {i + 1} (loss {loss}); "
+                                         "lower --lr")
+            loss_sum += loss * len(idx)
+            correct += ok
+            seen += len(idx)
+            if progress and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        train_seconds = time.perf_counter() - t0
+        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size)
+        history.train_loss.append(loss_sum / seen)
+        history.train_accuracy.append(correct / seen)
+        history.test_loss.append(test_loss)
+        history.test_accuracy.append(test_acc)
+        history.epoch_seconds.append(time.perf_counter() - t0)
+        history.images_per_second.append(seen / train_seconds)
+        if out_dir is not None:
+            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config)
+        log(f"epoch {epoch + 1:>3}/{config.epochs}: train loss {history.train_loss[-1]:.4f} "
+            f"acc {history.train_accuracy[-1]:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
+            f"{history.epoch_seconds[-1]:.1f} s, {history.images_per_second[-1]:.0f} img/s")
+    return history
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

@@ -1,0 +1,133 @@
+"""P3 parts 1-2: the networks, the training loop (loss falls on real images, exact resume) and the script."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import scratchnet as sn
+from scratchnet import models
+from scratchnet.data import load_cifar10
+from scratchnet.train import ScratchnetLearner, TrainConfig, fit
+
+SCRIPT = "problems/p3_small_cnn.py"
+
+
+@pytest.fixture(scope="module")
+def cifar_small(data_root):
+    if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
+        pytest.skip("no CIFAR-10 under the data root")
+    return load_cifar10(data_root, limit_per_class=26, progress=False, use_cache=False)  # 260 + 260 images
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_network_shapes_and_parameter_count(bn):
+    net = models.small_cnn(batch_norm=bn)
+    out = net(sn.Tensor(np.zeros((2, 32, 32, 3), np.float32)))
+    assert out.shape == (2, 10)
+    convs = 11 * 11 * 3 * 64 + 3 * 3 * 64 * 128 + 3 * 3 * 128 * 128
+    extra = (64 + 128 + 128) * 2 if bn else 64 + 128 + 128  # BN gamma+beta, or conv biases
+    assert net.num_parameters() == convs + extra + 128 * 10 + 10
+    assert net.conv1.weight.shape == (11, 11, 3, 64)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_few_steps_on_real_images_lower_the_loss(cifar_small, bn):
+    data = cifar_small
+    net = models.small_cnn(batch_norm=bn, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05 if bn else 0.02, seed=0, schedule="constant",
+                      crop_padding=0, flip=False)
+    learner = ScratchnetLearner(net, cfg)
+    from scratchnet.data.augment import channel_stats, normalize
+    mean, std = channel_stats(data.train_x)
+    x = normalize(data.train_x[:64], mean, std)
+    y = data.train_y[:64]
+    losses = [learner.train_step(x, y)[0] for _ in range(12)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cifar_small, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, seed=3)
+
+    def learner():
+        return ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg)
+
+    straight = learner()
+    fit(straight, cifar_small, cfg, out_dir=tmp_path / "a", progress=False, log=lambda s: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(line):
+        if line.startswith("epoch   1/"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(learner(), cifar_small, cfg, out_dir=tmp_path / "b", progress=False, log=stop_after_first_epoch)
+    resumed = learner()
+    hist = fit(resumed, cifar_small, cfg, out_dir=tmp_path / "b", resume=True, progress=False, log=lambda s: None)
+    assert len(hist.train_loss) == 2
+    a, b = straight.weights(), resumed.weights()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_refuses_other_settings(cifar_small, tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=128, seed=0)
+    fit(ScratchnetLearner(models.small_cnn(), cfg), cifar_small, cfg, out_dir=tmp_path, progress=False,
+        log=lambda s: None)
+    other = TrainConfig(epochs=1, batch_size=128, seed=0, lr=0.3)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(ScratchnetLearner(models.small_cnn(), other), cifar_small, other, out_dir=tmp_path, resume=True,
+            progress=False, log=lambda s: None)
+
+
+def run_script(*args, cwd):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path, cifar_small):
+    out = tmp_path / "run"
+    r = run_script("--model", "small", "--epochs", "1", "--limit-per-class", "12", "--batch-size", "32",
+                   "--out", str(out), "--no-progress", cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    for key in ("model", "backend", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "epoch_seconds", "images_per_second", "final_test_accuracy", "seconds", "command",
+                "hyperparameters", "initialisation", "figures", "discussion"):
+        assert key in res, key
+    assert 0.0 <= res["final_test_accuracy"] <= 1.0 and res["n_test"] == 120
+    assert (out / "filters.png").is_file() and (out / "loss.png").is_file() and (out / "weights.npz").is_file()
+    ev = tmp_path / "eval"
+    r = run_script("--model", "small", "--eval-only", "--weights", str(out / "weights.npz"), "--limit-per-class",
+                   "12", "--out", str(ev), cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((ev / "results.json").read_text())
+    assert abs(again["final_test_accuracy"] - res["final_test_accuracy"]) < 1e-9
+    r = run_script("--compare", str(out / "results.json"), str(out / "results.json"), "--out", str(ev),
+                   cwd=repo_root)
+    assert r.returncode == 0 and (ev / "loss_bn_comparison.png").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--epochs", "0"], "--epochs"),
+    (["--backend", "tpu"], "--backend"),
+    (["--data-dir", "/nonexistent/root"], "no CIFAR-10 under data root /nonexistent/root"),
+    (["--model", "small", "--eval-only", "--weights", "/nonexistent.npz"], "does not exist"),
+    (["--compare", "/nope/a.json", "/nope/b.json"], "does not exist"),
+    (["--limit-per-class", "2", "--epochs", "1"], "fewer than one batch"),
+])
+def test_bad_input_is_one_line_and_exit_2(repo_root, args, needle):
+    r = run_script(*args, cwd=repo_root)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cupy_backend_without_gpu_is_one_clear_line(repo_root):
+    if sn.backend.cupy_available():
+        pytest.skip("CuPy and a GPU are present")
+    r = run_script("--backend", "cupy", cwd=repo_root)
+    assert r.returncode == 2 and "cupy" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
