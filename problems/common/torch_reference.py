@@ -250,3 +250,58 @@ def evaluate(model: nn.Module, x_nhwc, y, batch_size: int = 500, device="cpu") -
         total_loss += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(dim=1) == target).sum())
     return total_loss / len(y), correct / len(y)
+
+
+class TorchLearner:
+    """The PyTorch twin behind scratchnet.train's learner interface, so `fit` drives both identically.
+
+    Same architecture, init scheme, optimizer (SGD, Nesterov), schedule, batches, crops and flips; the
+    weights it reports are converted to scratchnet's layout (the filter grid and --eval-only read them).
+    """
+
+    def __init__(self, model_name: str, config, device: str = "cpu"):
+        torch.manual_seed(config.seed)
+        self.model_name, self.config, self.device = model_name, config, device
+        self.model = build_model(model_name).to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
+
+    def set_lr(self, lr: float):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def to_device(self, x):
+        return x  # host numpy arrays; converted per step
+
+    def train_step(self, x, y):
+        self.model.train()
+        logits = self.model(nhwc_to_nchw(x, self.device))
+        target = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
+        loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), int((logits.argmax(dim=1) == target).sum())
+
+    @torch.no_grad()
+    def predict_logits(self, x):
+        self.model.eval()
+        return self.model(nhwc_to_nchw(x, self.device)).cpu().numpy()
+
+    def weights(self) -> dict:
+        return to_flat_dict(self.model, scratchnet_names(self.model_name))
+
+    def load_weights(self, weights: dict):
+        from_flat_dict(self.model, weights, scratchnet_names(self.model_name))
+
+    def state(self) -> dict:
+        import io as _io
+        buf = _io.BytesIO()
+        torch.save({"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}, buf)
+        return {"torch_state": np.frombuffer(buf.getvalue(), dtype=np.uint8)}
+
+    def load_state(self, st: dict):
+        import io as _io
+        blob = torch.load(_io.BytesIO(st["torch_state"].tobytes()), weights_only=True)
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optim"])
