@@ -65,7 +65,8 @@ class HardThresholdRNN(Module):
         """One step: (B, I), (B, H) -> h_t (B, H) and y_t (B,)."""
         a = F.matmul(x_t, F.transpose(self.U)) + F.matmul(h_prev, F.transpose(self.W)) + self.b_h
         h = F.step(a, self.surrogate, self.beta)
-        y = F.step(F.matmul(h, self.v) + self.b_y, self.surrogate, self.beta)
+        # v . h as a broadcast product + sum: F.matmul's backward does not handle a 1-D operand
+        y = F.step(F.sum(h * self.v, axis=1) + self.b_y, self.surrogate, self.beta)
         return h, y
 
     def forward(self, x):

@@ -219,37 +219,70 @@ def random_batch(rng, batch: int, bits: int, dtype=np.float32):
     return x, target.astype(dtype)
 
 
-def train_adder(seed: int, steps: int = 1500, batch: int = 32, bits: int = 6, lr: float = 0.05,
-                surrogate: str = "ste", check_every: int = 25, check_bits: int = 6) -> dict:
-    """Learn the 3-unit cell from random init (seed): exact step forward, surrogate gradient backward,
-    mean squared error between output bits and sum bits, Adam. Stops early once every pair below
-    2^check_bits is added exactly. -> {'net', 'steps_run', 'losses'}.
+def _sigmoid(z):
+    return 1.0 / (F.exp(-z) + 1.0)
+
+
+def soft_forward(net: HardThresholdRNN, x: Tensor, beta: float) -> Tensor:
+    """The cell with step(a) relaxed to sigmoid(beta a): h_t = s(beta (U x_t + W h_{t-1} + b_h)); returns the
+    output logits z_t = beta (v . h_t + b_y), (B, T). As beta grows, s(beta a) -> step(a); and because
+    step(a) = step(c a) for c > 0, the learned weights are then evaluated with the true step unchanged."""
+    h = net.h0 + Tensor(np.zeros((x.shape[0], net.n_hidden), dtype=net.U.dtype))
+    logits = []
+    for t in range(x.shape[1]):
+        a = F.matmul(x[:, t, :], F.transpose(net.U)) + F.matmul(h, F.transpose(net.W)) + net.b_h
+        h = _sigmoid(a * beta)
+        logits.append((F.sum(h * net.v, axis=1) + net.b_y) * beta)
+    return F.stack(logits, axis=1)
+
+
+def bce_with_logits(z: Tensor, target: np.ndarray) -> Tensor:
+    """Mean binary cross-entropy of sigmoid(z) against 0/1 targets: log(1 + e^z) - t z."""
+    return F.mean(F.log(F.exp(z) + 1.0) - z * Tensor(target))
+
+
+def train_adder(seed: int, steps: int = 2000, batch: int = 32, bits: int = 6, lr: float = 0.05,
+                method: str = "sigmoid", beta_start: float = 1.0, beta_end: float = 10.0,
+                check_every: int = 50, check_bits: int = 6) -> dict:
+    """Learn the 3-unit cell from scratchnet's random init (seed) on random `bits`-bit additions, Adam.
+
+    method 'sigmoid': forward with sigmoid(beta a) for every unit, beta annealed geometrically from
+        beta_start to beta_end, binary cross-entropy on the output.
+    method 'ste': exact step forward, straight-through gradient backward (the cell's surrogate='ste'),
+        squared error between output bits and sum bits.
+    Every `check_every` steps the weights are run with the true step on all pairs below 2^check_bits;
+    training stops once all are exact. -> {'net' (surrogate off), 'steps_run', 'losses'}.
     """
+    if method not in ("sigmoid", "ste"):
+        raise ValueError(f"train_adder: method must be 'sigmoid' or 'ste', got {method!r}")
     rng = np.random.default_rng(seed)
-    net = HardThresholdRNN(n_in=2, n_hidden=3, rng=rng, surrogate=surrogate)
-    params = [net.U, net.W, net.b_h, net.v, net.b_y]
-    opt = optim.Adam(params, lr=lr)
+    # float64: exp(beta a) for large beta a overflows float32
+    net = HardThresholdRNN(n_in=2, n_hidden=3, rng=rng, surrogate="ste" if method == "ste" else None,
+                           dtype=np.float64)
+    opt = optim.Adam([net.U, net.W, net.b_h, net.v, net.b_y], lr=lr)
     losses, step = [], 0
     for step in range(1, steps + 1):
-        x, target = random_batch(rng, batch, bits)
-        y, _ = net(Tensor(x))
-        diff = y - Tensor(target)
-        loss = F.mean(diff * diff)
+        x, target = random_batch(rng, batch, bits, dtype=np.float64)
+        if method == "sigmoid":
+            beta = beta_start * (beta_end / beta_start) ** ((step - 1) / max(steps - 1, 1))
+            loss = bce_with_logits(soft_forward(net, Tensor(x), beta), target)
+        else:
+            diff = net(Tensor(x))[0] - Tensor(target)
+            loss = F.mean(diff * diff)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.item()))
-        if step % check_every == 0:
-            with no_grad():
-                if verify_exhaustive(net, check_bits)["errors"] == 0:
-                    break
+        if step % check_every == 0 and verify_exhaustive(net, check_bits)["errors"] == 0:
+            break
     net.surrogate = None
     return {"net": net, "steps_run": step, "losses": losses}
 
 
-def learn(seeds: int, first_seed: int = 0, verify_bits: int = 10, **train_kw) -> dict:
-    """Train `seeds` nets (seeds first_seed, first_seed + 1, ...) and check each exactly: exhaustive to
-    `verify_bits` bits and the all-lengths automaton proof. -> summary with per-seed rows."""
+def learn(seeds: int, first_seed: int = 0, verify_bits: int = 10, log=None, **train_kw) -> dict:
+    """Train `seeds` nets (seeds first_seed, first_seed + 1, ...), then check each with the true step:
+    exhaustive to `verify_bits` bits and the all-lengths automaton proof. `log(row)` is called per seed.
+    -> {'seeds', 'perfect_seeds', 'runs' (one row per seed), 'learned' (the first perfect net or None)}."""
     rows, learned = [], None
     for s in range(first_seed, first_seed + seeds):
         run = train_adder(s, **train_kw)
@@ -264,7 +297,9 @@ def learn(seeds: int, first_seed: int = 0, verify_bits: int = 10, **train_kw) ->
             row["n_states"] = len(proof["states"])
             row["min_margin"] = min_margin(net, proof)
             if learned is None:
-                learned = {"seed": s, "weights": net.weights(), "states": {str(list(k)): c for k, c in proof["states"].items()},
-                           "min_margin": row["min_margin"]}
+                learned = {"seed": s, "weights": net.weights(), "min_margin": row["min_margin"],
+                           "states": {str(list(k)): c for k, c in proof["states"].items()}}
         rows.append(row)
+        if log:
+            log(row)
     return {"seeds": seeds, "perfect_seeds": sum(r["perfect"] for r in rows), "runs": rows, "learned": learned}
