@@ -258,10 +258,7 @@ class GetItem(Function):
     def backward(self, g):
         xp = get_array_module(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
-        if xp is np:
-            np.add.at(out, self.index, g)
-        else:
-            xp.add.at(out, self.index, g)
+        xp.add.at(out, self.index, g)  # unbuffered: out[i] += g for every occurrence of i
         return out
 
 

@@ -11,7 +11,8 @@ from scratchnet import functional as F
 from scratchnet import nn, optim
 from scratchnet.backend import BackendError
 
-from gradcheck import hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from gradcheck import nhwc_to_nchw
+from problems.common.torch_reference import torch_twin as torch_twin_of
 
 
 def small_net(rng=0, bn=False):
@@ -25,26 +26,7 @@ def small_net(rng=0, bn=False):
 
 def torch_twin(net):
     """The same network in PyTorch with copied weights (float64)."""
-    mods = []
-    for layer in net.layers:
-        if isinstance(layer, nn.Conv2d):
-            m = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding)
-            m.weight.data = hwio_to_oihw(torch.tensor(layer.weight.data)).contiguous()
-            m.bias.data = torch.tensor(layer.bias.data)
-        elif isinstance(layer, nn.BatchNorm2d):
-            m = torch.nn.BatchNorm2d(layer.num_features)
-        elif isinstance(layer, nn.ReLU):
-            m = torch.nn.ReLU()
-        elif isinstance(layer, nn.MaxPool2d):
-            m = torch.nn.MaxPool2d(layer.kernel_size, layer.stride)
-        elif isinstance(layer, nn.GlobalAvgPool2d):
-            m = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-        elif isinstance(layer, nn.Linear):
-            m = torch.nn.Linear(layer.in_features, layer.out_features)
-            m.weight.data = torch.tensor(layer.weight.data.T).contiguous()
-            m.bias.data = torch.tensor(layer.bias.data)
-        mods.append(m)
-    return torch.nn.Sequential(*mods).double()
+    return torch_twin_of(net).double()
 
 
 def test_sequential_module_gradients_match_torch():

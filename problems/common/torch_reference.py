@@ -305,3 +305,38 @@ class TorchLearner:
         blob = torch.load(_io.BytesIO(st["torch_state"].tobytes()), weights_only=True)
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optim"])
+
+
+def torch_twin(net) -> nn.Sequential:
+    """A PyTorch copy of a scratchnet Sequential (Conv2d/BatchNorm2d/ReLU/pools/Flatten/Linear), with the
+    same weights, taking NCHW input. For tests and benchmarks that compare the two libraries layer by layer."""
+    from scratchnet import nn as snn
+    mods = []
+    for layer in net.layers:
+        if isinstance(layer, snn.Conv2d):
+            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          bias=layer.bias is not None)
+            m.weight.data = torch.tensor(conv_weight_to_oihw(np.asarray(layer.weight.data)))
+            if layer.bias is not None:
+                m.bias.data = torch.tensor(np.asarray(layer.bias.data))
+        elif isinstance(layer, snn.BatchNorm2d):
+            m = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        elif isinstance(layer, snn.ReLU):
+            m = nn.ReLU()
+        elif isinstance(layer, snn.AvgPool2d):
+            m = nn.AvgPool2d(layer.kernel_size, layer.stride)
+        elif isinstance(layer, snn.MaxPool2d):
+            m = nn.MaxPool2d(layer.kernel_size, layer.stride)
+        elif isinstance(layer, snn.GlobalAvgPool2d):
+            m = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        elif isinstance(layer, snn.Flatten):
+            m = nn.Flatten()
+        elif isinstance(layer, snn.Linear):
+            m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+            m.weight.data = torch.tensor(linear_weight_to_torch(np.asarray(layer.weight.data)))
+            if layer.bias is not None:
+                m.bias.data = torch.tensor(np.asarray(layer.bias.data))
+        else:
+            raise TypeError(f"torch_twin: no PyTorch counterpart for {type(layer).__name__}")
+        mods.append(m)
+    return nn.Sequential(*mods)

@@ -1,0 +1,184 @@
+"""Training-step speed: scratchnet-numpy vs PyTorch CPU, measured in the same run on the same machine.
+
+    python bench/train_step.py [--nets small small_bn airbench] [--steps 10] [--threads 2]
+
+For each network: median milliseconds per training step (forward + backward + SGD update) of
+scratchnet and of its PyTorch twin (same architecture and weights, NCHW, oneDNN), their ratio, a
+per-op table of where scratchnet's time goes (forward and backward separately), and the FLOP/s the conv
+layers reach as a share of this machine's numpy float32 GEMM speed (measured here too).
+Writes bench/results/train_step.json: [{net, batch, scratchnet_ms, torch_ms, ratio, conv_gemm_share, ...}].
+Run it on a quiet machine: anything else on the two cores makes both numbers lie.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import scratchnet as sn  # noqa: E402
+from scratchnet import functional as F  # noqa: E402
+from scratchnet import models, optim  # noqa: E402
+from scratchnet import nn as snn  # noqa: E402
+from problems.common.torch_reference import torch_twin  # noqa: E402
+
+NETS = {"small": (lambda: models.small_cnn(False), 128),
+        "small_bn": (lambda: models.small_cnn(True), 128),
+        "airbench": (models.airbench_style, 1024)}
+
+
+def matmul_gflops(n=2048, repeats=5):
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    a @ a
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def conv_flops(net, batch, hw=32):
+    """FLOPs of all conv layers in one training step: forward 2*N*Ho*Wo*k*k*Cin*Cout, backward dW the
+    same and dx the same again (except the first layer, whose input needs no gradient)."""
+    total, size, first = 0, hw, True
+    for layer in net.layers:
+        if isinstance(layer, snn.Conv2d):
+            size = (size + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+            fwd = 2 * batch * size * size * layer.kernel_size ** 2 * layer.in_channels * layer.out_channels
+            total += fwd * (2 if first else 3)
+            first = False
+        elif isinstance(layer, snn.MaxPool2d):
+            size = (size - layer.kernel_size) // layer.stride + 1
+    return total
+
+
+class OpTimer:
+    """Wraps every Function's forward/backward to add up wall time per op class."""
+
+    def __init__(self):
+        self.times = collections.defaultdict(float)
+        self.saved = []
+
+    def __enter__(self):
+        for cls in sn.Function.__subclasses__():
+            fwd, bwd = cls.forward, cls.backward
+            self.saved.append((cls, fwd, bwd))
+            cls.forward = self._wrap(fwd, cls.__name__ + " fwd")
+            cls.backward = self._wrap(bwd, cls.__name__ + " bwd")
+        return self
+
+    def _wrap(self, fn, key):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            self.times[key] += time.perf_counter() - t
+            return out
+        return timed
+
+    def __exit__(self, *exc):
+        for cls, fwd, bwd in self.saved:
+            cls.forward, cls.backward = fwd, bwd
+
+
+def bench_scratchnet(net, x, y, steps):
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(net(sn.Tensor(x)), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    with OpTimer() as timer:
+        for _ in range(2):
+            step()
+    per_op = {k: v / 2 * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
+    return statistics.median(times) * 1000, per_op
+
+
+def bench_torch(net, x, y, steps):
+    model = torch_twin(net)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    yt = torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
+    p.add_argument("--steps", type=int, default=10, help="timed steps per net (median reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (numpy's BLAS uses its own)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_step.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    peak = matmul_gflops()
+    print(f"numpy float32 matmul (2048^3): {peak:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    for name in args.nets:
+        build, batch = NETS[name]
+        net = build()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 32, 32, 3)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        steps = max(3, args.steps if batch <= 256 else args.steps // 2)
+        torch_ms = bench_torch(net, x, y, steps)
+        sn_ms, per_op = bench_scratchnet(net, x, y, steps)
+        conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
+        flops = conv_flops(net, batch)
+        conv_gflops = flops / (conv_ms / 1000) / 1e9
+        row = {"net": name, "batch": batch, "scratchnet_ms": round(sn_ms, 1), "torch_ms": round(torch_ms, 1),
+               "ratio": round(sn_ms / torch_ms, 3), "conv_gemm_share": round(conv_gflops / peak, 3),
+               "conv_gflops": round(conv_gflops, 1), "conv_ms": round(conv_ms, 1),
+               "step_gflops": round(flops / (sn_ms / 1000) / 1e9, 1), "matmul_gflops": round(peak, 1),
+               "per_op_ms": {k: round(v, 2) for k, v in per_op.items()}}
+        rows.append(row)
+        print(f"\n{name} (batch {batch}): scratchnet {sn_ms:.1f} ms/step, torch {torch_ms:.1f} ms/step, "
+              f"ratio {row['ratio']:.2f}x; conv layers {conv_gflops:.0f} GFLOP/s = "
+              f"{100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
+        print(f"  {'op':<28}{'ms/step':>9}")
+        for k, v in per_op.items():
+            if v >= 0.5:
+                print(f"  {k:<28}{v:>9.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "numpy": np.__version__, "torch": torch.__version__, "load_average_at_start": os.getloadavg()[0]}
+    args.out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
