@@ -200,7 +200,10 @@ def step(x, surrogate=None, beta: float = 1.0):
 
 # ------------------------------------------------------------------------------ shape and reduce
 class MatMul(Function):
-    """a @ b for 2-D operands (and batched stacks): da = g @ b^T, db = a^T @ g."""
+    """a @ b (2-D, batched stacks, or 1-D vectors as in numpy): da = g @ b^T, db = a^T @ g.
+
+    A 1-D operand is treated as a row (a) or column (b) vector, and its gradient is reshaped back.
+    """
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -208,11 +211,19 @@ class MatMul(Function):
 
     def backward(self, g):
         xp = get_array_module(g)
+        if self.a.ndim == 1 and self.b.ndim == 1:  # dot product: a scalar output
+            return g * self.b, g * self.a
+        a = self.a[None, :] if self.a.ndim == 1 else self.a
+        b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.a.ndim == 1:
+            g = xp.expand_dims(g, -2)
+        if self.b.ndim == 1:
+            g = xp.expand_dims(g, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = unbroadcast(g @ xp.swapaxes(self.b, -1, -2), self.a.shape)
+            ga = unbroadcast(g @ xp.swapaxes(b, -1, -2), a.shape).reshape(self.a.shape)
         if self.needs_input_grad[1]:
-            gb = unbroadcast(xp.swapaxes(self.a, -1, -2) @ g, self.b.shape)
+            gb = unbroadcast(xp.swapaxes(a, -1, -2) @ g, b.shape).reshape(self.b.shape)
         return ga, gb
 
 

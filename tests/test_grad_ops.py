@@ -51,7 +51,8 @@ def test_pow_exp_log(rng):
         finite_difference_check(sn_fn, [a], rng)
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((1, 7), (7, 1)), ((2, 3, 4), (4, 2))])
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((1, 7), (7, 1)), ((2, 3, 4), (4, 2)), ((5, 3), (3,)),
+                                    ((3,), (3, 4)), ((4,), (4,)), ((2, 3, 4), (4,))])
 def test_matmul(shapes, rng):
     a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
     compare_with_torch(F.matmul, torch.matmul, [a, b], rng)
