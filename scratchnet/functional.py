@@ -134,6 +134,25 @@ class ReLU(Function):
         return g * self.mask
 
 
+class GELU(Function):
+    """gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)  (the tanh form; numpy has no erf).
+
+    d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    """
+
+    C = 0.7978845608028654  # sqrt(2 / pi)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.x = x
+        self.t = xp.tanh(self.C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1 + self.t)
+
+    def backward(self, g):
+        x, t = self.x, self.t
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self.C * (1 + 3 * 0.044715 * x * x))
+
+
 class Step(Function):
     """Hard threshold step(a) = 1 if a > 0 else 0; exact forward. Its true gradient is 0 almost everywhere,
     so training uses a surrogate in backward:
@@ -192,6 +211,10 @@ def log(a):
 
 def relu(x):
     return ReLU.apply(x)
+
+
+def gelu(x):
+    return GELU.apply(x)
 
 
 def step(x, surrogate=None, beta: float = 1.0):

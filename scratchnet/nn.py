@@ -102,11 +102,12 @@ class Module:
     def to(self, backend: str):
         """Move every parameter and buffer to 'numpy' (host) or 'cupy' (GPU), in place; returns self."""
         array_module(backend)  # fails early, with one clear error, if the backend is unavailable
-        for p in self.parameters():
-            p.data = to_backend(p.data, backend)
-            if p.grad is not None:
-                p.grad = to_backend(p.grad, backend)
         for m in self.modules():
+            for value in vars(m).values():  # parameters and frozen tensors (e.g. a fixed BN scale)
+                if isinstance(value, Tensor):
+                    value.data = to_backend(value.data, backend)
+                    if value.grad is not None:
+                        value.grad = to_backend(value.grad, backend)
             for name in m._buffer_names():
                 object.__setattr__(m, name, to_backend(getattr(m, name), backend))
         return self
@@ -213,17 +214,24 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Batch norm over the channels of NHWC features (also works on (N, C)); see kernels/norm.py."""
+    """Batch norm over the channels of NHWC features (also works on (N, C)); see kernels/norm.py.
 
-    def __init__(self, num_features, momentum=0.1, eps=1e-5, affine=True, dtype=None):
+    train_scale=False freezes gamma at 1 (a plain tensor, not a parameter) while beta still trains;
+    affine=False freezes both.
+    """
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, affine=True, train_scale=True, dtype=None):
         dtype = dtype or default_dtype()
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
-        self.weight = Parameter(np.ones(num_features, dtype=dtype))
-        self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        if not affine:  # frozen scale and shift: plain tensors, not trained
-            object.__setattr__(self, "weight", Tensor(self.weight.data))
-            object.__setattr__(self, "bias", Tensor(self.bias.data))
-            del self._children["weight"], self._children["bias"]
+        ones, zeros = np.ones(num_features, dtype=dtype), np.zeros(num_features, dtype=dtype)
+        if affine and train_scale:
+            self.weight = Parameter(ones)
+        else:
+            object.__setattr__(self, "weight", Tensor(ones))  # frozen: not a parameter, not saved
+        if affine:
+            self.bias = Parameter(zeros)
+        else:
+            object.__setattr__(self, "bias", Tensor(zeros))
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
 
@@ -241,6 +249,13 @@ class BatchNorm2d(Module):
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
+
+
+class GELU(Module):
+    """GELU, tanh form (see functional.GELU)."""
+
+    def forward(self, x):
+        return F.gelu(x)
 
 
 class MaxPool2d(Module):

@@ -365,3 +365,10 @@ def test_step_surrogates(rng):
     t2 = sn.Tensor(a, requires_grad=True)
     F.step(t2, surrogate="sigmoid", beta=beta).backward(np.ones(5))
     np.testing.assert_allclose(t2.grad, ta.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7,)])
+def test_gelu_tanh_form(shape, rng):
+    x = rng.standard_normal(shape) * 2
+    compare_with_torch(F.gelu, lambda x: TF.gelu(x, approximate="tanh"), [x], rng)
+    finite_difference_check(F.gelu, [x], rng)

@@ -89,6 +89,12 @@ def test_batchnorm_frozen_scale_is_not_a_parameter():
     bn = nn.BatchNorm2d(4, affine=False)
     assert bn.parameters() == []
     assert set(bn.state_dict()) == {"running_mean", "running_var"}
+    bn = nn.BatchNorm2d(4, train_scale=False)
+    assert [n for n, _ in bn.named_parameters()] == ["bias"]
+    x = sn.Tensor(np.random.default_rng(0).standard_normal((3, 2, 2, 4)).astype(np.float32))
+    bn(x).sum().backward()
+    assert bn.bias.grad is not None and bn.weight.grad is None
+    np.testing.assert_array_equal(bn.weight.data, 1)
 
 
 def _run_optimizer(make_sn, make_torch, steps=5):

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from scratchnet.io import atomic_write  # noqa: E402
 
@@ -34,6 +35,7 @@ def plot_loss_curves(curves, path, title: str = "Training loss", ylabel: str = "
     for label, epochs, losses in curves:
         ax.plot(list(epochs), list(losses), marker="o", markersize=3, label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
