@@ -220,7 +220,8 @@ def random_batch(rng, batch: int, bits: int, dtype=np.float32):
 
 
 def _sigmoid(z):
-    return 1.0 / (F.exp(-z) + 1.0)
+    """1 / (1 + e^-z) written as e^min(z,0) / (1 + e^-|z|): no exp of a large positive number (steep beta)."""
+    return F.exp(-F.relu(-z)) / (F.exp(-(F.relu(z) + F.relu(-z))) + 1.0)
 
 
 def soft_forward(net: HardThresholdRNN, x: Tensor, beta: float) -> Tensor:
@@ -237,8 +238,10 @@ def soft_forward(net: HardThresholdRNN, x: Tensor, beta: float) -> Tensor:
 
 
 def bce_with_logits(z: Tensor, target: np.ndarray) -> Tensor:
-    """Mean binary cross-entropy of sigmoid(z) against 0/1 targets: log(1 + e^z) - t z."""
-    return F.mean(F.log(F.exp(z) + 1.0) - z * Tensor(target))
+    """Mean binary cross-entropy of sigmoid(z) against 0/1 targets: softplus(z) - t z, with the overflow-free
+    softplus(z) = max(z, 0) + log(1 + e^-|z|)."""
+    softplus = F.relu(z) + F.log(F.exp(-(F.relu(z) + F.relu(-z))) + 1.0)
+    return F.mean(softplus - z * Tensor(target))
 
 
 def train_adder(seed: int, steps: int = 2000, batch: int = 32, bits: int = 6, lr: float = 0.05,
