@@ -78,7 +78,7 @@ def out_dir_for(args, model: str) -> Path:
 def load_data(args):
     from problems.common.cifar_download import load_cifar10_for_cli
     return load_cifar10_for_cli(data_root(args.data_dir), limit_per_class=args.limit_per_class,
-                                progress=not args.no_progress, workers=2)
+                                progress=not args.no_progress)
 
 
 def make_learner(model: str, backend: str, config):

@@ -50,3 +50,73 @@ def airbench_style(widths=(64, 256, 256), num_classes: int = 10, seed: int = 0) 
     layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()),
                ("fc", nn.Linear(c_in, num_classes, bias=False, rng=r[1]))]
     return nn.Sequential(*layers)
+
+
+# ----------------------------------------------------------------------------------- the better net
+def patch_whitening_filters(images, kernel: int = 2, eps: float = 5e-4, max_patches: int = 200_000, seed: int = 0):
+    """Conv filters that whiten kernel x kernel patches: HWIO (k, k, C, 2*k*k*C).
+
+    Collect patches p (k*k*C values) from training images (N, H, W, C float), form their covariance
+    S = V diag(lam) V^T, and use each eigenvector scaled by 1/sqrt(lam + eps) as a filter: the outputs
+    v_i . p / sqrt(lam_i) are uncorrelated with unit variance (the covariance of the filtered patches
+    is the identity, up to eps). Each filter is also used negated, so a ReLU-like activation after it
+    keeps both signs of every component.
+    """
+    from .kernels.conv import windows
+    x = np.asarray(images, dtype=np.float64)
+    n, h, w, c = x.shape
+    win = windows(x, kernel, kernel, 1)                       # (N, H-k+1, W-k+1, k, k, C)
+    patches = win.reshape(-1, kernel * kernel * c)
+    if len(patches) > max_patches:
+        patches = patches[np.random.default_rng(seed).choice(len(patches), max_patches, replace=False)]
+    patches = patches - patches.mean(axis=0)
+    cov = patches.T @ patches / len(patches)
+    lam, vecs = np.linalg.eigh(cov)                           # ascending eigenvalues
+    lam, vecs = lam[::-1], vecs[:, ::-1]                      # strongest component first
+    filters = vecs / np.sqrt(lam + eps)                       # (k*k*C, k*k*C), one filter per column
+    filters = np.concatenate([filters, -filters], axis=1)
+    return filters.reshape(kernel, kernel, c, -1)
+
+
+def dirac_init(conv, scale: float = 1.0):
+    """Make the first min(C_in, C_out) output channels of a conv pass their own input channel through
+    (centre tap = scale, all other taps of that filter 0); the other output channels keep their init.
+    A stack of such convs starts close to the identity, so signals and gradients pass even when deep."""
+    k, _, c_in, c_out = conv.weight.shape
+    m = min(c_in, c_out)
+    w = np.array(conv.weight.data)
+    w[:, :, :, :m] = 0.0
+    w[k // 2, k // 2, np.arange(m), np.arange(m)] = scale
+    conv.weight.data = w.astype(conv.weight.dtype)
+    return conv
+
+
+def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, seed: int = 0,
+               bn_momentum: float = 0.4) -> nn.Sequential:
+    """P3 part 3: a small, fast-training net in the style of the fastest known CIFAR-10 recipes.
+
+    whiten: 2x2 conv 3 -> 24, weights fixed to patch_whitening_filters(training images) (not trained;
+            its bias trains), GELU                                  32x32 -> 31x31
+    block i (widths 64, 256, 256): conv 3x3 (Dirac init, no bias) -> max pool 2 -> batch norm (scale
+            frozen at 1, shift trained) -> GELU -> conv 3x3 -> batch norm -> GELU   31 -> 15 -> 7 -> 3
+    head:   max pool 3 (3x3 -> 1x1) -> flatten -> linear 256 -> 10 (no bias)
+    """
+    r = _rngs(seed, 2 + 2 * len(widths))
+    whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True, rng=r[0])
+    if whitening is not None:
+        whiten.weight.data = np.asarray(whitening, dtype=whiten.weight.dtype)
+    nn.freeze(whiten, "weight")  # fixed whitening: saved with the model, never trained
+    layers = [("whiten", whiten), ("act0", nn.GELU())]
+    c_in = 24
+    for i, w in enumerate(widths, start=1):
+        conv1 = dirac_init(nn.Conv2d(c_in, w, 3, padding=1, bias=False, rng=r[2 * i]))
+        conv2 = dirac_init(nn.Conv2d(w, w, 3, padding=1, bias=False, rng=r[2 * i + 1]))
+        layers += [(f"block{i}_conv1", conv1), (f"block{i}_pool", nn.MaxPool2d(2, 2)),
+                   (f"block{i}_bn1", nn.BatchNorm2d(w, momentum=bn_momentum, train_scale=False)),
+                   (f"block{i}_act1", nn.GELU()), (f"block{i}_conv2", conv2),
+                   (f"block{i}_bn2", nn.BatchNorm2d(w, momentum=bn_momentum, train_scale=False)),
+                   (f"block{i}_act2", nn.GELU())]
+        c_in = w
+    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()),
+               ("fc", nn.Linear(c_in, num_classes, bias=False, rng=r[1]))]
+    return nn.Sequential(*layers)

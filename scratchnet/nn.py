@@ -173,6 +173,16 @@ class Module:
         return ""
 
 
+def freeze(module: Module, name: str) -> Module:
+    """Turn parameter `name` of `module` into a buffer: still saved in state_dict and moved by `to()`,
+    but no longer trained (e.g. the fixed whitening filters of the better P3 net)."""
+    param = module._children.pop(name)
+    if not isinstance(param, Parameter):
+        raise TypeError(f"freeze: {type(module).__name__}.{name} is not a Parameter")
+    module.register_buffer(name, param.data)
+    return module
+
+
 class Linear(Module):
     """y = x W + b with W (in_features, out_features), He-normal init, zero bias."""
 

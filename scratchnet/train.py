@@ -22,8 +22,8 @@ import numpy as np
 from . import functional as F
 from . import optim
 from .autograd import Tensor, no_grad
-from .backend import array_module, to_numpy
-from .data.augment import iterate_minibatches, normalize, random_crop, random_flip
+from .backend import array_module, get_array_module, to_numpy
+from .data.augment import alternating_flip, iterate_minibatches, normalize, random_crop, random_flip
 from .io import load_npz, save_npz
 
 
@@ -39,7 +39,11 @@ class TrainConfig:
     schedule: str = "onecycle"        # 'onecycle' (linear warm-up, then linear decay to 0), 'cosine', 'constant'
     warmup_fraction: float = 0.2      # share of all steps spent warming up (onecycle)
     crop_padding: int = 4             # random-crop padding in pixels (0: no crop)
-    flip: bool = True                 # random horizontal flips
+    crop_mode: str = "zero"           # padding for the crop: 'zero' or 'reflect'
+    flip: bool = True                 # horizontal flips
+    flip_mode: str = "random"         # 'random' (a coin per image and step) or 'alternating' (between epochs)
+    ema_decay: float = 0.0            # > 0: evaluate an exponential moving average of the weights
+    tta: int = 0                      # test-time augmentation: 0 none, 1 + mirror, 2 + mirror and 1-px shifts
     eval_batch_size: int = 1000
     seed: int = 0
 
@@ -64,6 +68,7 @@ class ScratchnetLearner:
         self.config = config
         self.optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                    nesterov=config.nesterov, weight_decay=config.weight_decay)
+        self.ema = optim.EMA(model.parameters(), config.ema_decay) if config.ema_decay else None
 
     def set_lr(self, lr: float):
         self.optimizer.lr = lr
@@ -79,28 +84,73 @@ class ScratchnetLearner:
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         loss.backward()
         self.optimizer.step()
+        if self.ema is not None:
+            # warm start: early on the average follows the weights closely (decay grows towards its target)
+            t = self.optimizer.steps
+            self.ema.update(min(self.config.ema_decay, (1 + t) / (10 + t)))
         return float(loss.data), int((logits.data.argmax(axis=1) == y).sum())
 
     def predict_logits(self, x):
+        """Logits in eval mode (batch-norm running statistics), with the averaged weights if EMA is on."""
         self.model.eval()
-        with no_grad():
-            return self.model(Tensor(x)).data
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            with no_grad():
+                return tta_logits(lambda v: self.model(Tensor(v)).data, x, self.config.tta)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
 
     def state(self) -> dict:
         st = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         st.update({f"optim/{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        if self.ema is not None:
+            st.update({f"emavg/{k}": v for k, v in self.ema.state_dict().items()})
         return st
 
     def load_state(self, st: dict):
         self.model.load_state_dict({k[6:]: v for k, v in st.items() if k.startswith("model/")})
         self.optimizer.load_state_dict({k[6:]: v for k, v in st.items() if k.startswith("optim/")})
+        if self.ema is not None:
+            self.ema.load_state_dict({k[6:]: v for k, v in st.items() if k.startswith("emavg/")})
 
     def weights(self) -> dict:
-        return self.model.state_dict()
+        """The weights to keep: the averaged ones when EMA is on (they are what evaluation uses)."""
+        if self.ema is None:
+            return self.model.state_dict()
+        self.ema.swap()
+        try:
+            return self.model.state_dict()
+        finally:
+            self.ema.swap()
 
     def load_weights(self, weights: dict):
         """Load a model state_dict (e.g. committed weights) without optimizer state."""
         self.model.load_state_dict(weights)
+
+
+def tta_logits(predict, x, level: int = 0):
+    """Average the logits of several views of each image (test-time augmentation).
+
+    level 0: the image; 1: + its mirror image; 2: + both shifted by one pixel (up-left and down-right,
+    edges reflected). x: (N, H, W, C) normalised batch on the model's device.
+    """
+    if level == 0:
+        return predict(x)
+    xp = get_array_module(x)
+    views = [x, x[:, :, ::-1]]
+    if level >= 2:
+        padded = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        h, w = x.shape[1:3]
+        for dy, dx in ((0, 0), (2, 2)):
+            shifted = padded[:, dy:dy + h, dx:dx + w]
+            views += [shifted, shifted[:, :, ::-1]]
+    total = None
+    for v in views:
+        logits = predict(xp.ascontiguousarray(v))
+        total = logits if total is None else total + logits
+    return total / len(views)
 
 
 @dataclass
@@ -194,8 +244,10 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         for i, idx in enumerate(bar):
             xb = data.train_x[idx]
             if config.crop_padding:
-                xb = random_crop(xb, config.crop_padding, rng)
-            if config.flip:
+                xb = random_crop(xb, config.crop_padding, rng, mode=config.crop_mode)
+            if config.flip and config.flip_mode == "alternating":
+                xb = alternating_flip(xb, idx, epoch, n, seed=config.seed)
+            elif config.flip:
                 xb = random_flip(xb, rng)
             xb = learner.to_device(normalize(xb, mean, std))
             learner.set_lr(config.lr * schedule.factor(epoch * steps_per_epoch + i))

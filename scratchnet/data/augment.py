@@ -125,3 +125,21 @@ def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator | None
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
+
+
+def alternating_flip(x, indices, epoch: int, n_total: int, seed: int = 0):
+    """Deterministic flips that alternate between epochs: image i is mirrored in even epochs if its
+    fixed random bit is 1, and in odd epochs if it is 0. Every image is seen both ways every two epochs,
+    with less repetition than independent coin flips give.
+
+    x: (N, H, W, C) batch; indices: the dataset indices of its images (host ints); n_total: dataset size.
+    """
+    xp = get_array_module(x)
+    bits = (np.random.default_rng(seed).random(n_total) < 0.5)[indices]
+    mask = bits if epoch % 2 == 0 else ~bits
+    out = x.copy()
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        sel = _index_to(xp, idx)
+        out[sel] = x[sel, :, ::-1]
+    return out
