@@ -26,16 +26,26 @@ from problems.common.cli import (UserError, add_common_args, command_line, data_
                                  positive_int, run_main)
 from scratchnet.io import load_npz, save_npz, write_json
 
-MODELS = ("small", "small_bn")
-# Hyper-parameters per model (SGD with Nesterov momentum, one-cycle schedule, crop + flip):
-# batch norm tolerates a larger learning rate, which is much of its benefit.
-DEFAULTS = {"small": dict(lr=0.02), "small_bn": dict(lr=0.1)}
+MODELS = ("small", "small_bn")        # parts 1 and 2 ('both' trains these two)
+ALL_MODELS = MODELS + ("better",)     # part 3
+# Training recipe per model (scratchnet.train.TrainConfig fields). SGD with Nesterov momentum and a
+# one-cycle schedule throughout; batch norm tolerates a larger learning rate, which is much of its benefit.
+RECIPES = {
+    "small": dict(epochs=15, batch_size=128, lr=0.02),
+    "small_bn": dict(epochs=15, batch_size=128, lr=0.1),
+    "better": dict(epochs=10, batch_size=512, lr=0.4, label_smoothing=0.2, crop_padding=2, crop_mode="reflect",
+                   flip_mode="alternating", ema_decay=0.98, tta=2),
+}
 ARCHITECTURE = {
     "small": ["conv 11x11, 3->64, stride 1, no padding (32x32 -> 22x22), ReLU",
               "max pool 2x2, stride 2 (22x22 -> 11x11)",
               "conv 3x3, 64->128, stride 1, padding 1, ReLU",
               "conv 3x3, 128->128, stride 1, padding 1, ReLU",
               "global average pool (11x11 -> 1x1)", "linear 128->10, softmax"],
+    "better": ["conv 2x2, 3->24, no padding, fixed patch-whitening filters (trained bias), GELU (32 -> 31)",
+               "block 24->64: conv 3x3 (Dirac init) -> max pool 2 -> BN (frozen scale) -> GELU -> conv 3x3 -> BN -> GELU (31 -> 15)",
+               "block 64->256: the same (15 -> 7)", "block 256->256: the same (7 -> 3)",
+               "max pool 3x3 (3 -> 1), linear 256->10 (no bias), softmax"],
 }
 ARCHITECTURE["small_bn"] = [line.replace(", ReLU", ", batch norm, ReLU (no conv bias)")
                             for line in ARCHITECTURE["small"]]
@@ -47,12 +57,12 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=("numpy", "cupy", "torch"), default="numpy",
                    help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
-    p.add_argument("--model", choices=MODELS + ("both",), default="both",
-                   help="small (part 1), small_bn (part 2) or both (default)")
-    p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
+                   help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 10)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate (default: 0.02 for small, 0.1 for small_bn)")
+                   help="peak learning rate (default: 0.02 small, 0.1 small_bn, 0.4 better)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
@@ -66,7 +76,7 @@ def parse_args(argv):
     if args.eval_only and args.weights is None:
         p.error("--eval-only needs --weights P.npz")
     if args.eval_only and args.model == "both":
-        p.error("--eval-only needs --model small or --model small_bn (the weights of one network)")
+        p.error("--eval-only needs --model small, small_bn or better (the weights of one network)")
     return args
 
 
@@ -81,19 +91,57 @@ def load_data(args):
                                 progress=not args.no_progress)
 
 
-def make_learner(model: str, backend: str, config):
+def make_learner(model: str, backend: str, config, data=None):
     """The scratchnet network (numpy/cupy) or its PyTorch reference twin, behind one learner interface."""
     if backend == "torch":
+        if model == "better":
+            raise UserError("--backend torch has the part 1-2 networks only; use --backend numpy or cupy for better")
         from problems.common.torch_reference import TorchLearner
         return TorchLearner(model, config)
     from scratchnet import models
     from scratchnet.train import ScratchnetLearner
-    net = models.small_cnn(batch_norm=(model == "small_bn"), seed=config.seed)
+    if model == "better":
+        whitening = None
+        if data is not None:  # eval-only loads the saved filters instead
+            from scratchnet.data.augment import channel_stats, normalize
+            mean, std = channel_stats(data.train_x)
+            whitening = models.patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed)
+        net = models.better_net(whitening, seed=config.seed)
+    else:
+        net = models.small_cnn(batch_norm=(model == "small_bn"), seed=config.seed)
     return ScratchnetLearner(net, config, backend)
 
 
+def config_for(args, model: str):
+    from scratchnet.train import TrainConfig
+    recipe = dict(RECIPES[model], seed=args.seed)
+    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
+        if getattr(args, flag) is not None:
+            recipe[key] = getattr(args, flag)
+    return TrainConfig(**recipe)
+
+
+def describe_recipe(c) -> dict:
+    aug = []
+    if c.crop_padding:
+        aug.append(f"random crop ({c.crop_padding} px {c.crop_mode} padding)")
+    if c.flip:
+        aug.append(f"horizontal flip ({c.flip_mode})")
+    return {
+        "optimizer": f"SGD, Nesterov momentum {c.momentum}, weight decay {c.weight_decay} (coupled L2)",
+        "schedule": (f"one-cycle: linear warm-up from 0.1x to the peak lr {c.lr} over the first "
+                     f"{100 * c.warmup_fraction:.0f}% of steps, then linear decay to 0") if c.schedule == "onecycle"
+                    else c.schedule,
+        "augmentation": " + ".join(aug) or "none",
+        "label_smoothing": c.label_smoothing,
+        "weight_averaging": f"EMA of the weights, decay {c.ema_decay}" if c.ema_decay else "none",
+        "test_time_augmentation": ["none", "mirror", "mirror + 1-pixel shifts"][c.tta],
+    }
+
+
 def first_layer_filters(weights: dict):
-    return weights["conv1.weight"]  # HWIO (11, 11, 3, 64)
+    """HWIO filters of the first layer: (11, 11, 3, 64) for the small nets, the whitening (2, 2, 3, 24)."""
+    return weights["conv1.weight"] if "conv1.weight" in weights else weights["whiten.weight"]
 
 
 def draw_figures(out: Path, model: str, history: dict, weights: dict) -> dict:
@@ -105,18 +153,19 @@ def draw_figures(out: Path, model: str, history: dict, weights: dict) -> dict:
         plot_loss_curves([(model, epochs, history["train_loss"])], out / "loss.png",
                          title=f"P3 {model}: training loss per epoch")
         figures["loss"] = "loss.png"
-    save_filter_grid(out / "filters.png", first_layer_filters(weights), rows=4, cols=16, upscale=6)
+    filters = first_layer_filters(weights)
+    rows, cols = (4, 16) if filters.shape[-1] == 64 else (2, filters.shape[-1] // 2)
+    save_filter_grid(out / "filters.png", filters, rows=rows, cols=cols, upscale=6 if filters.shape[0] > 4 else 16)
     figures["filters"] = "filters.png"
     return figures
 
 
 def train_one(args, model: str, data) -> dict:
-    from scratchnet.train import TrainConfig, fit
+    from scratchnet.train import fit
     out = out_dir_for(args, model)
     out.mkdir(parents=True, exist_ok=True)
-    lr = args.lr if args.lr is not None else DEFAULTS[model]["lr"]
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed)
-    learner = make_learner(model, args.backend, config)
+    config = config_for(args, model)
+    learner = make_learner(model, args.backend, config, data)
     print(f"P3 {model}: {args.backend} backend, {data.describe()}")
     t0 = time.perf_counter()
     try:
@@ -133,12 +182,9 @@ def train_one(args, model: str, data) -> dict:
         "final_test_accuracy": hist["test_accuracy"][-1], "final_test_error": 1 - hist["test_accuracy"][-1],
         "seconds": sum(hist["epoch_seconds"]), "seconds_this_invocation": seconds,
         "command": command_line(), "hyperparameters": {k: v for k, v in asdict(config).items()},
-        "optimizer": "SGD, Nesterov momentum 0.9, weight decay 5e-4 (coupled L2)",
-        "schedule": "one-cycle: linear warm-up from 0.1x to the peak lr over the first 20% of steps, "
-                    "then linear decay to 0", "augmentation": "random crop (4 px zero padding) + horizontal flip",
-        "normalisation": "per-channel mean/std of the training set",
+        **describe_recipe(config), "normalisation": "per-channel mean/std of the training set",
         "initialisation": INITIALISATION, "architecture": ARCHITECTURE[model],
-        "first_conv_padding": 0, "data_source": data.source, "data_dir": str(data.directory),
+        "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source, "data_dir": str(data.directory),
         "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
         "weights_file": "weights.npz",
     }
@@ -171,8 +217,7 @@ def eval_only(args, data) -> dict:
         weights = load_npz(args.weights)
     except Exception as e:
         raise UserError(f"weights file {args.weights} is not a readable .npz ({type(e).__name__})") from None
-    from scratchnet.train import TrainConfig
-    learner = make_learner(model, args.backend, TrainConfig(seed=args.seed))
+    learner = make_learner(model, args.backend, config_for(args, model))
     try:
         learner.load_weights(weights)
     except ValueError as e:

@@ -161,7 +161,7 @@ def random_transforms(x, n: int, gen):
 # ------------------------------------------------------------------------------------------- attack
 def attack(net, x0_u8, target: int, eps: float, method: str = "ifgsm", step: float | None = None,
            momentum: float = 0.5, lam="auto", max_steps: int = 200, confidence: float = 0.9,
-           eot: int = 0, seed: int = 0, robust_check=None, check_every: int = 5):
+           eot: int = 0, seed: int = 0, robust_check=None, check_every: int = 5, progress: bool = False):
     """Targeted attack of the 8-bit image `x0_u8` (3,H,W) inside the integer eps ball (eps in 0-255 units).
 
     Returns dict: x_u8 (the 8-bit adversarial image), steps (gradient steps taken), prob (target prob of
@@ -202,6 +202,9 @@ def attack(net, x0_u8, target: int, eps: float, method: str = "ifgsm", step: flo
             views = random_transforms(xv, eot, gen)
             lp = torch.log_softmax(net(views).float(), 1)[:, target]
             obj = torch.cat([lp, logp[target:target + 1]]).mean()
+            if progress and s % 10 == 0:
+                print(f"     EOT step {s}: P(target) {hist[-1]:.3f}, mean over views "
+                      f"{float(lp.detach().exp().mean()):.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
         elif method == "prob":
             obj = logp[target].exp()      # P(y_fool | X'): the assignment's objective
         else:
@@ -313,7 +316,7 @@ def run_one(net, pre, names, path, target, eps, args, expected=None, eot=0, robu
                  (args.step if args.step is not None else eps / 8),
                  momentum=args.momentum, lam=args.lam, max_steps=args.max_steps if not eot else args.eot_steps,
                  confidence=args.confidence, eot=eot, seed=args.seed,
-                 robust_check=robust_check)
+                 robust_check=robust_check, progress=bool(eot))
     png = out / f"{Path(path).stem}{suffix}.png"
     to_pil(res["x_u8"]).save(png)
     back = to_uint8_tensor(Image.open(png))         # load the saved PNG back: it is what counts
@@ -374,8 +377,8 @@ def main(argv=None):
     ap.add_argument("--confidence", type=float, default=0.9, help="stop at target top-1 with this prob")
     ap.add_argument("--max-steps", type=positive_int, default=200)
     ap.add_argument("--eot", action="store_true", help="also run the expectation-over-transformation attack")
-    ap.add_argument("--eot-samples", type=positive_int, default=8, help="random views per EOT step")
-    ap.add_argument("--eot-steps", type=positive_int, default=150, help="max steps per EOT attempt")
+    ap.add_argument("--eot-samples", type=positive_int, default=4, help="random views per EOT step")
+    ap.add_argument("--eot-steps", type=positive_int, default=100, help="max steps per EOT attempt")
     ap.add_argument("--model", default="tf_efficientnet_lite0")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")

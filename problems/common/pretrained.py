@@ -4,7 +4,9 @@ Interface
 ---------
 ``load_pretrained(name="tf_efficientnet_lite0", device="cpu") -> (model, preprocess, class_names)``
     * ``model``: a ``torch.nn.Module`` in **eval mode** on ``device`` that maps a normalised float batch
-      ``(N, 3, H, W)`` to ImageNet-1k logits ``(N, 1000)``. ``model.scratchnet_info`` (a dict, also returned
+      ``(N, 3, H, W)`` to ImageNet-1k logits ``(N, 1000)``. Its parameters are frozen
+      (``requires_grad=False``; gradients w.r.t. the input still work); to fine-tune, call
+      ``p.requires_grad_(True)`` on the ones to train and ``model.train()`` as needed. ``model.scratchnet_info`` (a dict, also returned
       by :func:`preprocessing_info`) describes the model and its preprocessing for results JSONs.
     * ``preprocess``: a callable ``PIL.Image (RGB) -> torch.FloatTensor (3, 224, 224)``, already normalised.
       It is the composition ``normalize(geometric(img))``; the two halves are also available as

@@ -291,6 +291,9 @@ class TorchLearner:
     def weights(self) -> dict:
         return to_flat_dict(self.model, scratchnet_names(self.model_name))
 
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def load_weights(self, weights: dict):
         from_flat_dict(self.model, weights, scratchnet_names(self.model_name))
 
