@@ -47,8 +47,9 @@ def airbench_style(widths=(64, 256, 256), num_classes: int = 10, seed: int = 0) 
                    (f"b{i}conv2", nn.Conv2d(w, w, 3, padding=1, bias=False, rng=r[2 * i + 1])),
                    (f"b{i}bn2", nn.BatchNorm2d(w)), (f"b{i}act2", nn.ReLU())]
         c_in = w
-    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()),
-               ("fc", nn.Linear(c_in, num_classes, bias=False, rng=r[1]))]
+    fc = nn.Linear(c_in, num_classes, bias=False, rng=r[1])
+    fc.weight.data[...] = 0.0  # zero-init head: uniform predictions at the start; max-pooled features are large
+    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc)]
     return nn.Sequential(*layers)
 
 
@@ -99,7 +100,7 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
             its bias trains), GELU                                  32x32 -> 31x31
     block i (widths 64, 256, 256): conv 3x3 (Dirac init, no bias) -> max pool 2 -> batch norm (scale
             frozen at 1, shift trained) -> GELU -> conv 3x3 -> batch norm -> GELU   31 -> 15 -> 7 -> 3
-    head:   max pool 3 (3x3 -> 1x1) -> flatten -> linear 256 -> 10 (no bias)
+    head:   max pool 3 (3x3 -> 1x1) -> flatten -> linear 256 -> 10 (no bias, zero init)
     """
     r = _rngs(seed, 2 + 2 * len(widths))
     whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True, rng=r[0])
@@ -117,6 +118,7 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
                    (f"block{i}_bn2", nn.BatchNorm2d(w, momentum=bn_momentum, train_scale=False)),
                    (f"block{i}_act2", nn.GELU())]
         c_in = w
-    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()),
-               ("fc", nn.Linear(c_in, num_classes, bias=False, rng=r[1]))]
+    fc = nn.Linear(c_in, num_classes, bias=False, rng=r[1])
+    fc.weight.data[...] = 0.0  # zero-init head: uniform predictions at the start; max-pooled features are large
+    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc)]
     return nn.Sequential(*layers)

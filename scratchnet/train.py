@@ -126,8 +126,13 @@ class ScratchnetLearner:
             self.ema.swap()
 
     def load_weights(self, weights: dict):
-        """Load a model state_dict (e.g. committed weights) without optimizer state."""
+        """Load a model state_dict (e.g. committed weights) without optimizer state; the EMA restarts there."""
         self.model.load_state_dict(weights)
+        if self.ema is not None:
+            self.ema = optim.EMA(self.model.parameters(), self.config.ema_decay)
+
+    def num_parameters(self) -> int:
+        return self.model.num_parameters()
 
 
 def tta_logits(predict, x, level: int = 0):

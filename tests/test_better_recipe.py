@@ -82,3 +82,17 @@ def test_alternating_flip_alternates_per_image():
     # the same image gets the same decision whatever batch it lands in
     alone = alternating_flip(x[2:3], idx[2:3], epoch=0, n_total=10, seed=1)
     np.testing.assert_array_equal(alone[0], e0[2])
+
+
+def test_ema_learner_weights_reload_to_the_same_predictions():
+    from scratchnet.train import ScratchnetLearner, TrainConfig
+    cfg = TrainConfig(ema_decay=0.9, tta=1, lr=0.05)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    a = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=0), cfg)
+    for _ in range(3):
+        a.train_step(x, y)
+    b = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=1), cfg)
+    b.load_weights(a.weights())
+    np.testing.assert_allclose(b.predict_logits(x), a.predict_logits(x), rtol=1e-5, atol=1e-5)
