@@ -299,6 +299,34 @@ DISCUSSION = {
 }
 
 
+def observed(entries) -> dict:
+    """Per transform: in how many images the target stayed top-1, and the mean target probability."""
+    out = {}
+    for name in list(TRANSFORMS)[1:]:
+        rows = [r for e in entries for r in e["robustness"] if r["transform"] == name]
+        out[name] = (f"observed: target kept in {sum(r['target_kept'] for r in rows)}/{len(rows)} images, "
+                     f"mean P(target) {np.mean([r['target_prob'] for r in rows]):.3f}")
+    return out
+
+
+def markdown_tables(entries, title) -> list[str]:
+    md = [f"## {title}", "",
+          "| image | clean top-1 (p) | target | eps | L-inf | PSNR dB | steps | s | pixels changed "
+          "| adv top-1 (p), saved PNG |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for e in entries:
+        md.append(f"| {Path(e['image']).name} | {e['clean_top1']['name']} ({e['clean_prob']:.3f}) "
+                  f"| {e['target']['name']} ({e['target']['class_id']}) | {e['eps']:g} | {e['linf']} "
+                  f"| {e['psnr_db']:.1f} | {e['steps']} | {e['seconds']:.1f} "
+                  f"| {100 * e['frac_pixels_changed']:.1f}% | {e['adv_top1']['name']} ({e['adv_prob']:.3f}) |")
+    names = [r["transform"] for r in entries[0]["robustness"]]
+    md += ["", "P(target) / top-1 after each transform of the saved adversarial PNG:", "",
+           "| image | " + " | ".join(names) + " |", "| --- " * (len(names) + 1) + "|"]
+    for e in entries:
+        md.append(f"| {Path(e['image']).name} | " + " | ".join(
+            f"{r['target_prob']:.3f} / {r['top1_name']}" for r in e["robustness"]) + " |")
+    return md + [""]
+
+
 # ---------------------------------------------------------------------------------------------- main
 def run_one(net, pre, names, path, target, eps, args, expected=None, eot=0, robust_check=None,
             out=None, suffix="_adv"):
@@ -447,8 +475,13 @@ def main(argv=None):
                             "total_steps": sum(e["steps"] for e in entries),
                             "total_seconds": round(sum(e["seconds"] for e in entries), 2)},
                    figures={"attack": str(out / "attack.png"), "robustness": str(out / "robustness.png")},
-                   discussion={k: v for k, v in DISCUSSION.items() if k != "eot"})
+                   discussion={k: v for k, v in DISCUSSION.items() if k != "eot"},
+                   discussion_observed=observed(entries))
     write_json(out / "results.json", results)
+    md = [f"# P4: targeted adversarial examples ({info['name']})", ""]
+    md += markdown_tables(entries, f"Plain attack ({args.method}, eps {eps:g}/255)")
+    md += [f"- **{k}**: {v} ({results['discussion_observed'][k]})" for k, v in results["discussion"].items()]
+    (out / "results.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / 'results.json'}, attack.png, robustness.png")
 
     if args.eot:
@@ -480,7 +513,11 @@ def main(argv=None):
                                          "U(-35, 35) degrees p=1/2; greyscale p=1/2; plus the plain image"},
             images=eot_entries, figures={"attack": str(out / "attack_eot.png"),
                                          "robustness": str(out / "robustness_eot.png")},
-            discussion=DISCUSSION["eot"]))
+            discussion=DISCUSSION["eot"], discussion_observed=observed(eot_entries)))
+        md += ["", *markdown_tables(eot_entries, "EOT attack (smallest eps of 2, 4, 8, 16 that survives "
+                                                  "all four transforms)"), DISCUSSION["eot"], ""]
+        md += [f"- {k}: {v}" for k, v in observed(eot_entries).items()]
+        (out / "results.md").write_text("\n".join(md) + "\n")
         print(f"wrote {out / 'results_eot.json'}, attack_eot.png, robustness_eot.png")
     return 0
 
