@@ -97,7 +97,8 @@ def main(argv=None):
         print(f"random {r['bits']}-bit pairs: {r['pairs_checked']} checked, {r['errors']} errors")
     proof = adder.prove_all_lengths(net)
     margin = adder.min_margin(net, proof) if proof["ok"] else None
-    print(f"all-lengths proof (reachable states = carry automaton): {'holds' if proof['ok'] else 'FAILS: ' + proof['reason']}; "
+    verdict = "holds" if proof["ok"] else "FAILS: " + proof["reason"]
+    print(f"all-lengths proof (reachable states = carry automaton): {verdict}; "
           f"states {dict(proof['states'])}; smallest |pre-activation| {margin}")
 
     results = {"command": command_line(), "weights": weights, "example": ex, "additions": additions,

@@ -296,7 +296,8 @@ def learn(seeds: int, first_seed: int = 0, verify_bits: int = 10, log=None, **tr
         perfect = check["errors"] == 0 and proof["ok"]
         row = {"seed": s, "steps_run": run["steps_run"], "final_loss": run["losses"][-1],
                "errors_exhaustive": check["errors"], "pairs_checked": check["pairs_checked"],
-               "proof_all_lengths": proof["ok"], "perfect": perfect}
+               "proof_all_lengths": proof["ok"], "perfect": perfect, "proof_reason": proof["reason"],
+               "weights": net.weights()}
         if perfect:
             row["n_states"] = len(proof["states"])
             row["min_margin"] = min_margin(net, proof)
