@@ -47,7 +47,7 @@ def parse_args(argv):
                    help="sigmoid: steep sigmoid annealed to a step (default); ste: straight-through")
     p.add_argument("--weights", type=Path, default=REPO / "weights" / "rnn_adder.json",
                    help="weights JSON (default: weights/rnn_adder.json)")
-    add_common_args(p, "p5_rnn_adder", data=False)
+    add_common_args(p, "p5", data=False)
     args = p.parse_args(argv)
     if len(args.numbers) % 2:
         raise UserError(f"got {len(args.numbers)} number(s); expected pairs A B [A B ...]")
