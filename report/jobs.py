@@ -1,0 +1,121 @@
+"""The commands that produce every result the report shows, written once for the driver and the builder.
+
+`make_report.py` runs them; `build_report.py` prints the same command in a section's "not yet produced"
+box, so the hint a reader sees is exactly what `make report` would run. Every result has a key
+(p1, p2, p3_small, ...) and a results file under the results root.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# result key -> results file(s) relative to the results root; the first existing one is used
+# (older script defaults wrote p2_transfer/ and p5_rnn_adder/).
+RESULT_FILES = {
+    "p1": ["p1/results.json"],
+    "p2": ["p2/results.json", "p2_transfer/results.json"],
+    "p3_small": ["p3/small/results.json"],
+    "p3_small_bn": ["p3/small_bn/results.json"],
+    "p3_compare": ["p3/comparison.json"],
+    "p3_better": ["p3/better/results.json"],
+    "p4": ["p4/results.json"],
+    "p4_eot": ["p4/results_eot.json"],
+    "p5": ["p5/results.json", "p5_rnn_adder/results.json"],
+}
+
+P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.npz",
+              "better": "weights/p3_better.npz"}
+P2_MODEL = "tf_efficientnet_lite0"
+P2_CACHE = Path(".cache") / "features"
+
+
+@dataclass
+class Job:
+    """One problem-script run: `argv` after the interpreter, the result keys it writes, and why it is
+    skipped (None: run it)."""
+    name: str
+    argv: list
+    produces: list
+    skip: str | None = None
+    notes: list = field(default_factory=list)
+
+    def command(self) -> str:
+        """The command as a reader would type it from the repository root."""
+        return " ".join(["python"] + [shlex.quote(str(a)) for a in self.argv])
+
+
+def _rel(path: Path) -> str:
+    """`path` relative to the repository when inside it (shorter commands), else absolute."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def p2_cache_present(repo: Path = REPO, model: str = P2_MODEL) -> bool:
+    """True when both P2 feature caches (trainval and test) of `model` exist in the default cache folder."""
+    folder = repo / P2_CACHE
+    return (any(folder.glob(f"{model}_*trainval*.npz")) and any(folder.glob(f"{model}_*test*.npz")))
+
+
+def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quick: bool = False,
+         repo: Path = REPO) -> list[Job]:
+    """The runs behind the report, in the assignment's order.
+
+    Default: P1, P4 (with EOT) and P5 (with learning) run fully; P2 runs when its cached features exist;
+    the P3 networks are evaluated from the committed weights (--eval-only) and the batch-norm plot is redrawn.
+    retrain: P2 extracts features if needed and P3 trains all three networks. quick: no EOT, no learning.
+    """
+    r = _rel(results)
+    data = ["--data-dir", str(data_dir)] if data_dir else []
+    jobs = [Job("p1", ["problems/p1_pretrained.py", "--out", f"{r}/p1", *data], ["p1"])]
+
+    p2 = Job("p2", ["problems/p2_transfer.py", "--out", f"{r}/p2", "--no-progress", *data], ["p2"])
+    if not retrain and not p2_cache_present(repo):
+        p2.skip = (f"no cached {P2_MODEL} features in {P2_CACHE}/ (the first run extracts features of every "
+                   "Pets image, which takes long on a CPU); run it once, or make report RETRAIN=1")
+    jobs.append(p2)
+
+    if retrain:
+        jobs.append(Job("p3_both", ["problems/p3_small_cnn.py", "--model", "both", "--out", f"{r}/p3",
+                                    "--no-progress", *data], ["p3_small", "p3_small_bn", "p3_compare"]))
+        jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--out",
+                                      f"{r}/p3/better", "--no-progress", *data], ["p3_better"]))
+    else:
+        for model in ("small", "small_bn"):
+            job = Job(f"p3_{model}", ["problems/p3_small_cnn.py", "--model", model, "--eval-only", "--weights",
+                                      P3_WEIGHTS[model], "--out", f"{r}/p3/{model}", "--no-progress", *data],
+                      [f"p3_{model}"])
+            if not (repo / P3_WEIGHTS[model]).is_file():
+                job.skip = f"{P3_WEIGHTS[model]} is not committed yet; train it with make report RETRAIN=1"
+            jobs.append(job)
+        compare = Job("p3_compare", ["problems/p3_small_cnn.py", "--compare", f"{r}/p3/small/results.json",
+                                     f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3"], ["p3_compare"])
+        jobs.append(compare)
+        better = Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--eval-only", "--weights",
+                                   P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress", *data],
+                     ["p3_better"])
+        if not (repo / P3_WEIGHTS["better"]).is_file():
+            better.skip = f"{P3_WEIGHTS['better']} is not committed yet; train it with make report RETRAIN=1"
+        jobs.append(better)
+
+    p4 = ["problems/p4_adversarial.py", "--out", f"{r}/p4", *data]
+    jobs.append(Job("p4", p4 if quick else p4 + ["--eot"], ["p4"] if quick else ["p4", "p4_eot"]))
+    p5 = ["problems/p5_rnn_adder.py", "--out", f"{r}/p5"]
+    jobs.append(Job("p5", p5 if quick else p5 + ["--learn"], ["p5"]))
+    return jobs
+
+
+def hint_commands(results: Path) -> dict:
+    """result key -> the command that produces it (with --retrain where the default is eval-only)."""
+    hints = {}
+    for retrain in (True, False):        # the eval-only command wins where both exist
+        for job in plan(results, retrain=retrain):
+            for key in job.produces:
+                hints[key] = job.command()
+    hints["p4_eot"] = next(j.command() for j in plan(results) if j.name == "p4")
+    return hints
