@@ -91,6 +91,18 @@ class OpTimer:
             cls.forward, cls.backward = fwd, bwd
 
 
+def median_ms(step, steps, warmup=2):
+    """Median wall time of `step()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def bench_scratchnet(net, x, y, steps):
     opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
@@ -100,18 +112,12 @@ def bench_scratchnet(net, x, y, steps):
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    ms = median_ms(step, steps)
     with OpTimer() as timer:
         for _ in range(2):
             step()
     per_op = {k: v / 2 * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
-    return statistics.median(times) * 1000, per_op
+    return ms, per_op
 
 
 def bench_torch(net, x, y, steps):
@@ -126,14 +132,7 @@ def bench_torch(net, x, y, steps):
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+    return median_ms(step, steps)
 
 
 def main():
