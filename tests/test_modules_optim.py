@@ -246,3 +246,20 @@ def test_end_to_end_training_on_separable_problem():
     loss1, acc1 = evaluate()
     assert loss1 < 0.5 * loss0
     assert acc1 > 0.95 and acc0 < 0.8
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_float32_stays_float32_through_a_training_step(bn):
+    """No silent float64 upcasts anywhere in forward, backward or the update."""
+    net = small_net(bn=bn)
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    x = sn.Tensor(np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype(np.float32))
+    logits = net(x)
+    loss = F.cross_entropy(logits, np.array([0, 1, 2, 3]), label_smoothing=0.1)
+    assert logits.dtype == np.float32 and loss.dtype == np.float32
+    loss.backward()
+    opt.step()
+    for name, p in net.named_parameters():
+        assert p.grad.dtype == np.float32 and p.data.dtype == np.float32, name
+    for name, b in net.named_buffers():
+        assert b.dtype == np.float32, name
