@@ -317,15 +317,26 @@ def p4_table(entries: list) -> dict:
         else:
             verdict = f"broke the attack on {n - kept} of {n} images; the target survives on {kept}"
         summary.append({"transform": name, "kept": kept, "n": n, "mean_p": mean_p, "verdict": verdict})
-    broke = [s["transform"] for s in summary if s["transform"] != "none" and s["kept"] == 0]
-    survived = [s["transform"] for s in summary if s["transform"] != "none" and s["kept"] > 0]
-    if summary and not survived:
-        overall = f"Every transform ({', '.join(broke)}) broke every attack."
-    elif summary:
-        overall = (f"The attack survived {', '.join(survived)} on some images"
-                   + (f"; {', '.join(broke)} broke it everywhere." if broke else "."))
-    else:
+    tr = [s for s in summary if s["transform"] != "none"]
+    broke = [s["transform"] for s in tr if s["kept"] == 0]
+    held = [s["transform"] for s in tr if s["kept"] == s["n"]]
+    partly = [s["transform"] for s in tr if 0 < s["kept"] < s["n"]]
+    if not tr:
         overall = None
+    elif len(broke) == len(tr):
+        overall = f"Every transform ({', '.join(broke)}) broke every attack."
+    elif len(held) == len(tr):
+        overall = f"The target survived every transform ({', '.join(held)}) on every image."
+    else:
+        bits = []
+        if broke:
+            bits.append(f"{', '.join(broke)} broke the attack on every image")
+        if partly:
+            bits.append(f"{', '.join(partly)} broke it on some images only")
+        if held:
+            bits.append(f"the target survived {', '.join(held)} on every image")
+        overall = "; ".join(bits)
+        overall = overall[0].upper() + overall[1:] + "."
     return {"names": names, "summary": summary, "overall": overall}
 
 
@@ -495,7 +506,7 @@ def gather(results: Path, no_code: bool = False) -> dict:
     runs = _runs(results)
     hints = hint_commands(results)
     sec = {key: load_section(results, key, runs, hints) for key in RESULT_FILES}
-    ctx = {"s": sec, "results_dir": str(results), "runs": None, "derivation": p5_derivation(),
+    ctx = {"s": sec, "hints": hints, "results_dir": str(results), "runs": None, "derivation": p5_derivation(),
            "code": code_appendix(no_code), "revision": git_revision(),
            "date": datetime.date.today().isoformat()}
     run_file = results / "report_runs.json"
@@ -524,10 +535,68 @@ def figure_src(out_dir: Path):
     return src
 
 
+TEXT_WIDTH_MM = 176          # A4 minus the page margins in style.css
+
+
+def figure_width(max_height_mm: float = 205, max_width_mm: float = TEXT_WIDTH_MM):
+    """Template helper: a CSS width for a figure that keeps its aspect ratio and fits both the text width and
+    `max_height_mm` (CSS max-width + max-height together would stretch the image instead)."""
+    def width(path, max_h=max_height_mm, max_w=max_width_mm):
+        try:
+            from PIL import Image
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - an unreadable image still gets a sane width
+            return f"width: {max_w}mm"
+        return f"width: {min(max_w, max_h * w / h):.1f}mm"
+    return width
+
+
+def glance(s: dict) -> list:
+    """Cover-page rows (problem, headline result) generated from whatever results exist."""
+    rows = []
+    def ok(key):
+        return s[key]["data"] if s[key]["ok"] else None
+    d = ok("p1")
+    if d and d.get("top"):
+        t = d["top"][0]
+        rows.append(("P1", f"{d['model']['name']}: top-1 {t['name']} (p = {fmt_f(t['prob'])})"))
+    d = ok("p2")
+    if d:
+        cov = d.get("coverage") or {}
+        rows.append(("P2", f"{d.get('classifier')} on {d.get('model')} features: mean-per-class accuracy "
+                           f"{fmt_pct(d.get('mean_per_class_accuracy'))} over "
+                           f"{cov.get('text') if isinstance(cov, dict) else cov}"))
+    parts = [(label, ok(key)) for label, key in (("part 1", "p3_small"), ("part 2 (BN)", "p3_small_bn"),
+                                                  ("part 3", "p3_better"))]
+    parts = [f"{label} {fmt_pct(d.get('final_test_accuracy'), 2)}" for label, d in parts if d]
+    if parts:
+        rows.append(("P3", "CIFAR-10 test accuracy: " + ", ".join(parts)))
+    d = ok("p4")
+    if d and d.get("images"):
+        n_ok = sum(bool(e.get("success")) for e in d["images"])
+        t = p4_table(d["images"])
+        broken = [x["transform"] for x in t["summary"] if x["transform"] != "none" and x["kept"] == 0]
+        rows.append(("P4", f"{n_ok} of {len(d['images'])} targeted attacks succeeded at eps {fmt_g(d.get('eps'))}/255"
+                           + (f"; broken by {', '.join(broken)} on every image" if broken else "")))
+    e = ok("p4_eot")
+    if e and e.get("images"):
+        rows.append(("P4 EOT", p4_eot_facts(e)["sentence"]))
+    d = ok("p5")
+    if d:
+        f = p5_facts(d)
+        rows.append(("P5", f"hand-set adder: {fmt_int(d.get('errors'))} errors on {fmt_int(d.get('pairs_checked'))} "
+                           f"pairs below 2^{d.get('verified_bits')}, all-lengths proof "
+                           f"{'holds' if d.get('proof_all_lengths') else 'does not hold'}"
+                           + (f"; learned: {sum(bool(r.get('perfect')) for r in f['learn']['runs'])} of "
+                              f"{len(f['learn']['runs'])} seeds perfect" if f["learn"] else "")))
+    return rows
+
+
 def render_html(ctx: dict, out_dir: Path) -> str:
     """Render every section on its own, so one malformed results file costs one section, not the report."""
     env = make_env()
-    helpers = dict(src=figure_src(out_dir), p1_facts=p1_facts, p2_facts=p2_facts, p3_facts=p3_facts,
+    helpers = dict(src=figure_src(out_dir), width=figure_width(), p1_facts=p1_facts, p2_facts=p2_facts, p3_facts=p3_facts,
                    p3_bn_sentence=p3_bn_sentence, p3_better_sentence=p3_better_sentence, p4_table=p4_table,
                    p4_eot_facts=p4_eot_facts, p5_facts=p5_facts, plural=plural)
     env.globals.update(helpers)
@@ -539,7 +608,11 @@ def render_html(ctx: dict, out_dir: Path) -> str:
             body = env.get_template("broken.html.j2").render(
                 title=title, anchor=key, error=f"{type(e).__name__}: {e}")
         bodies.append({"key": key, "title": title, "html": body})
-    return env.get_template("report.html.j2").render(ctx, sections=bodies)
+    try:
+        rows = glance(ctx["s"])
+    except Exception as e:  # noqa: BLE001 - the cover summary must never stop the report
+        rows = [("note", f"summary unavailable ({type(e).__name__}: {e})")]
+    return env.get_template("report.html.j2").render(ctx, sections=bodies, glance=rows)
 
 
 def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True) -> dict:

@@ -40,7 +40,10 @@ class Job:
     argv: list
     produces: list
     skip: str | None = None
-    notes: list = field(default_factory=list)
+    needs: list = field(default_factory=list)     # files that must exist when the job starts
+
+    def missing_inputs(self) -> list:
+        return [str(n) for n in self.needs if not Path(n).is_file()]
 
     def command(self) -> str:
         """The command as a reader would type it from the repository root."""
@@ -94,7 +97,8 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
                 job.skip = f"{P3_WEIGHTS[model]} is not committed yet; train it with make report RETRAIN=1"
             jobs.append(job)
         compare = Job("p3_compare", ["problems/p3_small_cnn.py", "--compare", f"{r}/p3/small/results.json",
-                                     f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3"], ["p3_compare"])
+                                     f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3"], ["p3_compare"],
+                      needs=[Path(results) / "p3/small/results.json", Path(results) / "p3/small_bn/results.json"])
         jobs.append(compare)
         better = Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--eval-only", "--weights",
                                    P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress", *data],

@@ -1,0 +1,114 @@
+"""`make report`: run every problem, then build report/report.html and report/report.pdf.
+
+    python report/make_report.py [--retrain] [--quick] [--results DIR] [--data-dir D] [--only p1,p5]
+
+By default P1, P4 (with the EOT attack) and P5 (with learning) run fully, P2 runs when its cached features
+are present (.cache/features/), and the P3 networks are evaluated from the committed weights in weights/
+(--eval-only) with the batch-norm comparison plot redrawn. --retrain trains the P3 networks and extracts
+P2's features instead. Each problem runs as its own subprocess; its exact command, exit status, time and
+last error line go to DIR/report_runs.json (its output to DIR/logs/<name>.log), and a failing problem does
+not stop the others: its section of the report then shows "not yet produced" with the error line.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for p in (REPO, HERE):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from problems.common.cli import UserError, run_main  # noqa: E402
+from scratchnet.io import write_json  # noqa: E402
+from jobs import plan  # noqa: E402
+import build_report  # noqa: E402
+
+
+def last_error_line(log_text: str) -> str | None:
+    """The line that says why a run failed: the script's 'error: ...' line, else the traceback's last line."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith("error:"):
+            return ln
+    return lines[-1][:300] if lines else None
+
+
+def run_job(job, log_path: Path) -> dict:
+    """Run one problem script from the repository root, echoing and logging its output."""
+    record = {"name": job.name, "command": job.command(), "produces": job.produces, "rc": None,
+              "seconds": None, "error": None, "skip": job.skip, "log": None}
+    if not job.skip and job.missing_inputs():
+        record["skip"] = job.skip = f"needs {', '.join(job.missing_inputs())}, which no run has produced"
+    if job.skip:
+        print(f"[report] skip {job.name}: {job.skip}", flush=True)
+        return record
+    print(f"[report] {job.command()}", flush=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("MPLBACKEND", "Agg")
+    env["PYTHONUNBUFFERED"] = "1"         # progress lines arrive as they are printed, not at exit
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, *map(str, job.argv)], cwd=REPO, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+        for line in proc.stdout:          # echo live (long runs show progress) and keep a copy
+            sys.stdout.write(line)
+            log.write(line)
+        rc = proc.wait()
+    record.update(rc=rc, seconds=round(time.perf_counter() - t0, 1), log=str(log_path))
+    if rc != 0:
+        record["error"] = last_error_line(log_path.read_text())
+        print(f"[report] {job.name} failed (exit {rc}): {record['error']}; continuing", flush=True)
+    return record
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--retrain", action="store_true",
+                   help="train the P3 networks (hours on a CPU) and extract P2 features instead of using the "
+                        "committed weights / cached features")
+    p.add_argument("--quick", action="store_true", help="skip the P4 EOT attack and P5 learning (minutes less)")
+    p.add_argument("--results", type=Path, default=REPO / "results", help="results root (default: results/)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $SCRATCHNET_DATA, else ./data)")
+    p.add_argument("--only", default=None,
+                   help="comma list of runs to do (p1,p2,p3_small,p3_small_bn,p3_compare,p3_better,p4,p5; "
+                        "p3_both with --retrain); the others keep their existing results")
+    p.add_argument("--out", type=Path, default=HERE, help="where report.html/.pdf go (default: report/)")
+    args = p.parse_args(argv)
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise UserError(f"--data-dir {args.data_dir} is not a folder; expected the data root "
+                        "(with peppers.png, cifar10/, pets/)")
+    results = args.results.resolve()
+    jobs = plan(results, retrain=args.retrain, data_dir=args.data_dir, quick=args.quick)
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+        unknown = wanted - {j.name for j in jobs}
+        if unknown:
+            raise UserError(f"--only: unknown run(s) {', '.join(sorted(unknown))}; expected some of "
+                            f"{', '.join(j.name for j in jobs)}")
+        jobs = [j for j in jobs if j.name in wanted]
+    results.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    records = [run_job(job, results / "logs" / f"{job.name}.log") for job in jobs]
+    write_json(results / "report_runs.json", {"started": started, "retrain": args.retrain, "quick": args.quick,
+                                              "python": sys.executable, "runs": records})
+    out = build_report.build(results, args.out)
+    failed = [r["name"] for r in records if r["rc"] not in (0, None)]
+    skipped = [r["name"] for r in records if r["skip"]]
+    print(f"wrote {out['html']} and {out['pdf']} ({out['pages']} pages)"
+          + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
