@@ -168,7 +168,7 @@ def pdf_text(pdf: Path) -> str | None:
 def leaks(html_text: str) -> list:
     """Unfilled placeholders or Python/NumPy values that slipped into the visible text."""
     visible = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|pre)[^>]*>.*?</\1>", " ", html_text, flags=re.S))
-    return re.findall(r"\{\{|\{%|\bNone\b|\bnan\b|\bNaN\b|\bUndefined\b", visible)
+    return re.findall(r"\{\{|\{%|\bNone\b|\bnan\b|\bNaN\b|\bUndefined\b|<built-in|object at 0x", visible)
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +191,7 @@ def test_report_builds_every_section_and_placeholder(full_build):
         assert title in text
     # numbers come from the files, sentences are generated from them
     assert "0.676" in text and "bell pepper" in text
+    assert "ifgsm, momentum 0.5" in text
     assert "89.1%" in text                            # P2 mean-per-class accuracy 0.8912
     assert "93.12%" in text and "whitened first layer" in text and "no EMA" in text
     assert "lower than the plain network's 1.200" in text
