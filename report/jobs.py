@@ -117,9 +117,10 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
 def hint_commands(results: Path) -> dict:
     """result key -> the command that produces it (with --retrain where the default is eval-only)."""
     hints = {}
-    for retrain in (True, False):        # the eval-only command wins where both exist
+    for retrain in (True, False):        # the eval-only command wins where its weights exist
         for job in plan(results, retrain=retrain):
             for key in job.produces:
-                hints[key] = job.command()
+                if not (job.skip and "weights/" in job.skip):
+                    hints[key] = job.command()
     hints["p4_eot"] = next(j.command() for j in plan(results) if j.name == "p4")
     return hints
