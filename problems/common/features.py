@@ -37,6 +37,7 @@ class FeatureSet:
     images_per_second: float
     from_cache: bool
     cache_path: Path | None
+    passes_per_image: int = 1   # forward passes per image in the run that filled the cache (2 with flips)
 
 
 def cache_key(model_info: dict, paths) -> str:
@@ -120,7 +121,8 @@ def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: 
         if flip:
             f = 0.5 * (f + z["features_flip"])
         return FeatureSet(f.astype(np.float32), kept, [n for n, k in zip(names, kept) if k], meta["read_log"],
-                          meta["seconds"], meta["images_per_second"], True, path)
+                          meta["seconds"], meta["images_per_second"], True, path,
+                          int(meta.get("passes_per_image", 1)))
     feats, feats_flip, kept, log, seconds = extract_features(
         model, preprocess, paths, penultimate, batch_size=batch_size, flip=flip,
         channels_last=channels_last, desc=tag, progress=progress)
@@ -132,4 +134,5 @@ def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: 
         arrays["features_flip"] = feats_flip
     save_npz(path, arrays)
     f = 0.5 * (feats + feats_flip) if flip else feats
-    return FeatureSet(f, kept, [n for n, k in zip(names, kept) if k], log.summary(), seconds, ips, False, path)
+    return FeatureSet(f, kept, [n for n, k in zip(names, kept) if k], log.summary(), seconds, ips, False, path,
+                      2 if flip else 1)
