@@ -27,7 +27,7 @@ from problems.common.cli import (UserError, add_common_args, command_line, data_
 from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_validate_C, fit_predict,
                                           l2_normalize, mean_per_class_accuracy, most_confused_pairs,
                                           per_class_accuracy, plot_confusion, plot_cv_curve)
-from problems.common.pets import load_pets
+from problems.common.pets import download_pets, find_pets_root, load_pets
 from scratchnet.io import write_json
 
 PROBLEM = "p2_transfer"
@@ -62,6 +62,9 @@ def parse_args(argv):
                    help="use at most this many images per breed and split (quick runs; default: all)")
     p.add_argument("--max-breeds", type=positive_int, default=None,
                    help="use only the first K breeds by class id (quick runs and tests; default: all 37)")
+    p.add_argument("--download", action="store_true",
+                   help="if the data root has no Pets copy, download the official one with torchvision "
+                        "(needs the network; default: off, use the copy under the data root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, PROBLEM)
     return p.parse_args(argv)
@@ -131,6 +134,11 @@ def main(argv=None):
     compare = [c for c in compare if c != args.classifier]
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
 
+    if args.download:
+        try:
+            find_pets_root(root)
+        except UserError:
+            download_pets(root)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_pets(root)

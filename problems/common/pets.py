@@ -94,6 +94,18 @@ def find_pets_root(data_root: Path) -> Path:
                     "test.txt; set --data-dir or $SCRATCHNET_DATA")
 
 
+def download_pets(data_root: Path) -> Path:
+    """Fetch the official archive with torchvision's `OxfordIIITPet` into `<data root>/oxford-iiit-pet/`
+    (needs the network); UserError with one line when that fails. Returns the pets folder."""
+    try:
+        from torchvision.datasets import OxfordIIITPet
+        OxfordIIITPet(root=str(data_root), split="trainval", download=True)
+    except Exception as e:  # URLError, HTTPError, socket errors, bad archive ...
+        raise UserError(f"cannot download Oxford-IIIT Pet into {data_root} ({type(e).__name__}: {str(e)[:80]}); "
+                        "put the official layout under <data root>/pets/ instead") from None
+    return find_pets_root(data_root)
+
+
 def parse_split_file(path: Path) -> list[tuple[str, int]]:
     """Lines 'name class_id species breed_id' -> [(name, class_id 1-based)]; '#' lines and blanks skipped."""
     entries = []
