@@ -30,7 +30,7 @@ from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_v
 from problems.common.pets import download_pets, find_pets_root, load_pets
 from scratchnet.io import write_json
 
-PROBLEM = "p2_transfer"
+PROBLEM = "p2"
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 DEFAULT_BACKBONES = "tf_efficientnet_lite0,tf_efficientnet_lite1,tf_efficientnet_lite2"
 

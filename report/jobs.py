@@ -12,18 +12,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# result key -> results file(s) relative to the results root; the first existing one is used
-# (older script defaults wrote p2_transfer/ and p5_rnn_adder/).
+# result key -> results file relative to the results root (each script's default --out is results/<problem>/).
 RESULT_FILES = {
     "p1": ["p1/results.json"],
-    "p2": ["p2/results.json", "p2_transfer/results.json"],
+    "p2": ["p2/results.json"],
     "p3_small": ["p3/small/results.json"],
     "p3_small_bn": ["p3/small_bn/results.json"],
     "p3_compare": ["p3/comparison.json"],
     "p3_better": ["p3/better/results.json"],
     "p4": ["p4/results.json"],
     "p4_eot": ["p4/results_eot.json"],
-    "p5": ["p5/results.json", "p5_rnn_adder/results.json"],
+    "p5": ["p5/results.json"],
 }
 
 P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.npz",
