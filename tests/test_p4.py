@@ -10,6 +10,7 @@ pytest.importorskip("timm")
 from PIL import Image  # noqa: E402
 
 from problems import p4_adversarial as P4  # noqa: E402
+from problems.common import adversarial as A  # noqa: E402
 from problems.common.cli import run_main  # noqa: E402
 from problems.common.pretrained import load_pretrained, with_normalization  # noqa: E402
 
@@ -30,21 +31,21 @@ def smooth_image(h=64, w=64, seed=0):
 @pytest.mark.parametrize("method", ["ifgsm", "prob"])
 def test_attack_small_image_within_eps(net, method):
     net, pre, names = net
-    x = P4.to_uint8_tensor(smooth_image())
+    x = A.to_uint8_tensor(smooth_image())
     target, eps = 1, 4.0
-    r = P4.attack(net, x, target, eps, method=method, max_steps=60, confidence=0.5)
+    r = A.attack(net, x, target, eps, method=method, max_steps=60, confidence=0.5)
     adv = r["x_u8"]
     assert adv.dtype == torch.uint8 and adv.shape == x.shape
     assert int((adv.int() - x.int()).abs().max()) <= eps          # L-inf after 8-bit rounding
-    p = P4.classify_u8(net, adv)[0]
+    p = A.classify_u8(net, adv)[0]
     assert r["success"] and int(p.argmax()) == target and float(p[target]) >= 0.5
     assert r["steps"] < 60 and abs(r["prob"] - float(p[target])) < 1e-4
 
 
 def test_attack_eps1_integer_ball(net):
     net, pre, names = net
-    x = P4.to_uint8_tensor(smooth_image(seed=3))
-    r = P4.attack(net, x, 812, 1.0, max_steps=3, confidence=0.99)
+    x = A.to_uint8_tensor(smooth_image(seed=3))
+    r = A.attack(net, x, 812, 1.0, max_steps=3, confidence=0.99)
     d = (r["x_u8"].int() - x.int()).abs()
     assert int(d.max()) <= 1 and r["steps"] == 3 and not r["success"]
 
@@ -53,32 +54,32 @@ def test_transform_geometry():
     a = np.zeros((224, 224, 3), np.uint8)
     a[10, 20] = 255                                   # a single bright pixel at (x=20, y=10)
     im = Image.fromarray(a)
-    f = np.asarray(P4.t_flip(im))
+    f = np.asarray(A.t_flip(im))
     assert f[10, 223 - 20].tolist() == [255, 255, 255] and f.sum() == a.sum()
-    assert P4.crop_side(224) == 200 and abs(200 ** 2 / 224 ** 2 - 0.8) < 0.01
+    assert A.crop_side(224) == 200 and abs(200 ** 2 / 224 ** 2 - 0.8) < 0.01
     b = np.zeros((224, 224, 3), np.uint8)
     b[112 - 50:112 + 50, 112 - 50:112 + 50] = 200     # centred square: 100 px -> 112 px after crop+resize
-    c = np.asarray(P4.t_crop(Image.fromarray(b)))
+    c = np.asarray(A.t_crop(Image.fromarray(b)))
     assert c.shape == (224, 224, 3)
     row = c[112, :, 0] > 100
     assert abs(int(row.sum()) - 112) <= 2
     # rotation: a pixel right of centre moves 30 degrees counter-clockwise (up on screen)
     r = np.zeros((224, 224, 3), np.uint8)
     r[110:114, 170:174] = 255
-    ro = np.asarray(P4.t_rotate(Image.fromarray(r))).astype(float)[..., 0]
+    ro = np.asarray(A.t_rotate(Image.fromarray(r))).astype(float)[..., 0]
     ys, xs = np.nonzero(ro > 60)
     cx, cy = xs.mean() - 111.5, 111.5 - ys.mean()
     assert abs(math.degrees(math.atan2(cy, cx)) - 30) < 3
     assert abs(math.hypot(cx, cy) - 60) < 3
     assert ro.shape == (224, 224)
-    g = np.asarray(P4.t_gray(Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))))
+    g = np.asarray(A.t_gray(Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))))
     assert g.shape == (8, 8, 3) and (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
 
 
 def test_eot_views_shapes():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
-    v = P4.random_transforms(x, 6, gen)
+    v = A.random_transforms(x, 6, gen)
     assert v.shape == (6, 3, 32, 32)
     v.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()

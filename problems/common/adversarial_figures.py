@@ -1,0 +1,49 @@
+"""Figures for P4: the attacked images with their noise, and the adversarial images under each transform.
+
+Each row of ``rows`` is one attacked image: the results entry plus ``x_pil`` (the clean model input),
+``x_u8`` / ``adv_u8`` (uint8 (3, H, W)), ``frac_changed``, ``psnr`` and ``robust_imgs`` (the transformed PIL
+images, in ``TRANSFORMS`` order).
+"""
+from __future__ import annotations
+
+from problems.common.adversarial import TRANSFORMS, noise_image, to_pil
+
+
+def attack_figure(rows, path, eps):
+    import matplotlib.pyplot as plt
+    n = len(rows)
+    fig, axs = plt.subplots(n, 3, figsize=(10, 3.4 * n), squeeze=False)
+    for r, row in enumerate(rows):
+        axs[r, 0].imshow(row["x_pil"])
+        axs[r, 0].set_title(f"original: {row['clean_top1']['name']} ({row['clean_prob']:.3f})", fontsize=9)
+        axs[r, 1].imshow(noise_image(row["adv_u8"], row["x_u8"], row["eps"]))
+        axs[r, 1].set_title(f"noise (adv - orig) x{127.5 / row['eps']:.0f} + 128\n"
+                            f"eps {row['eps']:g}/255, L-inf {row['linf']:g}, "
+                            f"{100 * row['frac_changed']:.0f}% changed", fontsize=9)
+        axs[r, 2].imshow(to_pil(row["adv_u8"]))
+        axs[r, 2].set_title(f"adversarial: {row['adv_top1']['name']} ({row['adv_prob']:.3f})\n"
+                            f"{row['steps']} steps, PSNR {row['psnr']:.1f} dB", fontsize=9)
+        for ax in axs[r]:
+            ax.axis("off")
+    fig.suptitle(f"targeted attacks, eps = {eps:g}/255 (noise: grey = unchanged, scaled to fill 0-255)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def robustness_figure(rows, path, title):
+    import matplotlib.pyplot as plt
+    n, m = len(rows), len(TRANSFORMS)
+    fig, axs = plt.subplots(n, m, figsize=(2.6 * m, 2.9 * n), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, (tr, im) in enumerate(zip(row["robustness"], row["robust_imgs"])):
+            axs[r, c].imshow(im)
+            axs[r, c].set_title(f"{tr['transform']}: {tr['top1_name'][:18]} ({tr['top1_prob']:.2f})\n"
+                                f"P(target) {tr['target_prob']:.3f}", fontsize=8,
+                                color="green" if tr["target_kept"] else "red")
+            axs[r, c].axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
