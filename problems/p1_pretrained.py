@@ -18,87 +18,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
-
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_int,
                                  run_main, seed_everything)
+from problems.common.feature_maps import (combined_figure, depth_figure, normalise_map, pick_layers,
+                                          record_activations, select_channels)
 from scratchnet.io import write_json
 
 RULE = ("strongest mean activation: the 5 channels whose feature map has the largest spatial mean "
         "(the channels this image drives hardest)")
-DEPTH_FRACTIONS = {"early": 0.0, "middle": 0.5, "late": 1.0}
-
-
-# ------------------------------------------------------------------------------------ layers and hooks
-def candidate_layers(model) -> list[str]:
-    """Names of the modules whose outputs are the network's stage outputs, in forward order."""
-    names = dict(model.named_modules())
-    if "conv_stem" in names and "blocks" in names:  # timm EfficientNet family
-        # stem activation, then in each stage the last block's first activated layer (bn1 = BN + ReLU6 after
-        # the expansion / depthwise conv; block outputs themselves are linear bottlenecks), then the head
-        stages = ["bn1"] + [f"blocks.{i}.{len(s) - 1}.bn1" for i, s in enumerate(model.blocks)]
-        if "bn2" in names:
-            stages.append("bn2")
-        return stages
-    if "features" in names:  # torchvision VGG / MobileNet / EfficientNet / DenseNet ...
-        return [f"features.{n}" for n, _ in model.features.named_children()]
-    if "layer1" in names:  # ResNet family
-        return [n for n in ["relu", "layer1", "layer2", "layer3", "layer4"] if n in names]
-    return [n for n, _ in model.named_children()]
-
-
-def pick_layers(model, x) -> dict:
-    """{'early'|'middle'|'late': layer name}: among stage outputs that are 4-D maps, first/middle/last."""
-    shapes = record_activations(model, x, candidate_layers(model))
-    four_d = [n for n in candidate_layers(model) if n in shapes and len(shapes[n].shape) == 4]
-    if len(four_d) < 3:
-        raise UserError("this model has fewer than three 4-D stage outputs; pick another --model")
-    return {d: four_d[round(f * (len(four_d) - 1))] for d, f in DEPTH_FRACTIONS.items()}
-
-
-def record_activations(model, x, layer_names) -> dict:
-    """One forward pass of the full model on batch `x`; returns {layer: output tensor} from forward hooks."""
-    import torch
-    mods = dict(model.named_modules())
-    missing = [n for n in layer_names if n not in mods]
-    if missing:
-        raise ValueError(f"no such layers: {missing}")
-    store, handles = {}, []
-    for n in layer_names:
-        handles.append(mods[n].register_forward_hook(
-            lambda m, inp, out, n=n: store.__setitem__(n, out.detach() if torch.is_tensor(out) else out)))
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    store["__logits__"] = logits
-    return store
-
-
-def normalise_map(a: np.ndarray) -> np.ndarray:
-    """Min-max normalise one 2-D map to [0, 1]; a constant map becomes all zeros."""
-    a = np.asarray(a, dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
-        return np.zeros_like(a)
-    return (a - lo) / (hi - lo)
-
-
-def select_channels(act, k: int = 5) -> list[int]:
-    """The rule: the k channels of a (C, H, W) activation with the largest spatial mean, strongest first."""
-    m = act.float().mean(dim=(1, 2))
-    return [int(i) for i in m.topk(min(k, m.numel())).indices]
-
-
-# ------------------------------------------------------------------------------------------- figures
-def plot_depth(ax_row, maps, titles):
-    for ax, m, t in zip(ax_row, maps, titles):
-        ax.imshow(m, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(t, fontsize=8)
-        ax.axis("off")
-
 
 DISCUSSION = {
     "early": ("Early maps ({layer}: {c} channels at {h}x{w}, right after the stem convolution) are at "
@@ -134,7 +61,6 @@ def main(argv=None):
 
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
     from problems.common.pretrained import load_image_rgb, load_pretrained, predict_topk, preprocessing_info
     torch.manual_seed(args.seed)
@@ -172,34 +98,17 @@ def main(argv=None):
         for c in chans:
             shown.append({"depth": depth, "layer": layer, "channel": c, "shape": list(a.shape[1:]),
                           "mean_activation": float(a[c].mean()), "rule": RULE})
-        fig, axs = plt.subplots(1, len(maps), figsize=(2.4 * len(maps), 2.8))
-        plot_depth(np.atleast_1d(axs), maps, titles)
-        fig.suptitle(f"{depth} feature maps ({layer}, {a.shape[0]} ch, {a.shape[1]}x{a.shape[2]}), "
-                     "each normalised to [0, 1]", fontsize=9)
-        fig.tight_layout()
         path = out / f"feature_maps_{depth}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        depth_figure(path, maps, titles, f"{depth} feature maps ({layer}, {a.shape[0]} ch, "
+                     f"{a.shape[1]}x{a.shape[2]}), each normalised to [0, 1]")
         figures[depth] = str(path)
         discussion[depth] = DISCUSSION[depth].format(layer=layer, c=a.shape[0], h=a.shape[1], w=a.shape[2])
 
-    n = args.maps
-    fig, axs = plt.subplots(3, n + 1, figsize=(2.2 * (n + 1), 7.2))
-    for r, depth in enumerate(layers):
-        layer, chans, maps, titles, shape = per_depth[depth]
-        ax = axs[r, 0]
-        ax.imshow(pre.geometric(img))
-        ax.set_title(f"input ({depth}: {layer})", fontsize=8)
-        ax.axis("off")
-        plot_depth(axs[r, 1:], maps, titles)
-        for ax in axs[r, 1 + len(maps):]:
-            ax.axis("off")
-    fig.suptitle(f"{info['name']}: top-1 {top[0]['name']} ({top[0]['prob']:.3f}); feature maps chosen by "
-                 "strongest mean activation, each normalised to [0, 1]", fontsize=10)
-    fig.tight_layout()
     path = out / "feature_maps_all.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    combined_figure(path, pre.geometric(img),
+                    [(f"input ({d}: {per_depth[d][0]})", per_depth[d][2], per_depth[d][3]) for d in layers],
+                    args.maps, f"{info['name']}: top-1 {top[0]['name']} ({top[0]['prob']:.3f}); feature maps "
+                    "chosen by strongest mean activation, each normalised to [0, 1]")
     figures["combined"] = str(path)
     discussion["summary"] = (
         "Going deeper, resolution falls (112 -> 14 -> 7 for EfficientNet-Lite0) while channels and "

@@ -39,11 +39,13 @@ CODE = [
      ["scratchnet/autograd.py", "scratchnet/kernels/conv.py", "scratchnet/kernels/pool.py",
       "scratchnet/kernels/norm.py", "scratchnet/kernels/loss.py", "scratchnet/functional.py", "scratchnet/nn.py",
       "scratchnet/optim.py", "scratchnet/train.py", "scratchnet/models.py"]),
-    ("P1: pretrained CNN and feature maps", ["problems/p1_pretrained.py", "problems/common/pretrained.py"]),
+    ("P1: pretrained CNN and feature maps",
+     ["problems/p1_pretrained.py", "problems/common/pretrained.py", "problems/common/feature_maps.py"]),
     ("P2: transfer learning on Oxford-IIIT Pet",
      ["problems/p2_transfer.py", "problems/common/features.py", "problems/common/linear_probe.py"]),
     ("P3: CIFAR-10 networks trained with scratchnet", ["problems/p3_small_cnn.py", "scratchnet/data/augment.py"]),
-    ("P4: adversarial examples", ["problems/p4_adversarial.py"]),
+    ("P4: adversarial examples",
+     ["problems/p4_adversarial.py", "problems/common/adversarial.py", "problems/common/adversarial_figures.py"]),
     ("P5: the RNN adder", ["scratchnet/rnn.py", "problems/p5_rnn_adder.py", "problems/common/adder.py"]),
 ]
 P5_DOC = REPO / "docs" / "p5_rnn_adder.md"

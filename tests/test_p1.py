@@ -9,6 +9,7 @@ pytest.importorskip("timm")
 from PIL import Image  # noqa: E402
 
 from problems import p1_pretrained as P1  # noqa: E402
+from problems.common import feature_maps as FM  # noqa: E402
 from problems.common.pretrained import load_pretrained  # noqa: E402
 
 
@@ -20,23 +21,23 @@ def lite0():
 def test_normalise_map_range():
     rng = np.random.default_rng(0)
     for a in [rng.normal(size=(7, 7)) * 50 - 3, np.full((4, 4), 2.5), rng.random((112, 112))]:
-        m = P1.normalise_map(a)
+        m = FM.normalise_map(a)
         assert m.shape == a.shape and m.min() >= 0 and m.max() <= 1
-    assert P1.normalise_map(np.array([[1.0, 3.0]])).tolist() == [[0.0, 1.0]]
+    assert FM.normalise_map(np.array([[1.0, 3.0]])).tolist() == [[0.0, 1.0]]
 
 
 def test_hooks_layer_shapes(lite0):
     model, pre, names = lite0
     x = torch.zeros(1, 3, 224, 224)
-    layers = P1.pick_layers(model, x)
+    layers = FM.pick_layers(model, x)
     assert layers == {"early": "bn1", "middle": "blocks.3.2.bn1", "late": "bn2"}
-    acts = P1.record_activations(model, x, list(layers.values()))
+    acts = FM.record_activations(model, x, list(layers.values()))
     assert tuple(acts["bn1"].shape) == (1, 32, 112, 112)
     assert tuple(acts["blocks.3.2.bn1"].shape) == (1, 480, 14, 14)
     assert tuple(acts["bn2"].shape) == (1, 1280, 7, 7)
     assert torch.allclose(acts["__logits__"], model(x))  # hooks see the real full forward pass
     assert float(acts["bn2"].min()) >= 0 and float(acts["bn2"].max()) <= 6  # ReLU6 activations
-    ch = P1.select_channels(acts["bn2"][0], 5)
+    ch = FM.select_channels(acts["bn2"][0], 5)
     means = acts["bn2"][0].mean(dim=(1, 2))
     assert len(ch) == 5 and float(means[ch[0]]) == float(means.max())
 
