@@ -101,7 +101,7 @@ def main(argv=None):
         path = out / f"feature_maps_{depth}.png"
         depth_figure(path, maps, titles, f"{depth} feature maps ({layer}, {a.shape[0]} ch, "
                      f"{a.shape[1]}x{a.shape[2]}), each normalised to [0, 1]")
-        figures[depth] = str(path)
+        figures[depth] = path.name  # relative to results.json
         discussion[depth] = DISCUSSION[depth].format(layer=layer, c=a.shape[0], h=a.shape[1], w=a.shape[2])
 
     path = out / "feature_maps_all.png"
@@ -109,7 +109,7 @@ def main(argv=None):
                     [(f"input ({d}: {per_depth[d][0]})", per_depth[d][2], per_depth[d][3]) for d in layers],
                     args.maps, f"{info['name']}: top-1 {top[0]['name']} ({top[0]['prob']:.3f}); feature maps "
                     "chosen by strongest mean activation, each normalised to [0, 1]")
-    figures["combined"] = str(path)
+    figures["combined"] = path.name
     discussion["summary"] = (
         "Going deeper, resolution falls (112 -> 14 -> 7 for EfficientNet-Lite0) while channels and "
         "receptive fields grow: maps move from image-like edge and colour detectors to texture/part "

@@ -265,7 +265,7 @@ def main(argv=None):
                    summary={"all_succeeded": all(e["success"] for e in entries),
                             "total_steps": sum(e["steps"] for e in entries),
                             "total_seconds": round(sum(e["seconds"] for e in entries), 2)},
-                   figures={"attack": str(out / "attack.png"), "robustness": str(out / "robustness.png")},
+                   figures={"attack": "attack.png", "robustness": "robustness.png"},  # relative to results.json
                    discussion={k: v for k, v in DISCUSSION.items() if k != "eot"},
                    discussion_observed=observed(entries))
     write_json(out / "results.json", results)
@@ -302,8 +302,7 @@ def main(argv=None):
                          "eps_grid": list(EOT_EPS), "step_px": "eps/8" if args.step is None else args.step,
                          "distribution": "flip p=1/2; crop 64-100% area at a random place p=1/2; rotation "
                                          "U(-35, 35) degrees p=1/2; greyscale p=1/2; plus the plain image"},
-            images=eot_entries, figures={"attack": str(out / "attack_eot.png"),
-                                         "robustness": str(out / "robustness_eot.png")},
+            images=eot_entries, figures={"attack": "attack_eot.png", "robustness": "robustness_eot.png"},
             discussion=DISCUSSION["eot"], discussion_observed=observed(eot_entries)))
         md += ["", *markdown_tables(eot_entries, "EOT attack (smallest eps of 2, 4, 8, 16 that survives "
                                                   "all four transforms)"), DISCUSSION["eot"], ""]

@@ -59,6 +59,7 @@ def test_cli_topk_format(tmp_path, capsys):
     assert set(r["top"][0]) == {"rank", "class_id", "name", "prob"}
     assert all((out / f).exists() for f in ["feature_maps_early.png", "feature_maps_all.png", "results.md"])
     assert {m["depth"] for m in r["feature_maps"]} == {"early", "middle", "late"}
+    assert all(not f.startswith("/") and (out / f).is_file() for f in r["figures"].values())  # relative paths
 
 
 def test_cli_bad_input(tmp_path, capsys):

@@ -94,6 +94,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                             "--confidence", "0.6", "--max-steps", "40"])
     assert rc == 0
     r = json.loads((out / "results.json").read_text())
+    assert all(not f.startswith("/") and (out / f).is_file() for f in r["figures"].values())  # relative paths
     e = r["images"][0]
     for k in ["image", "target", "eps", "linf", "clean_top1", "clean_prob", "adv_top1", "adv_prob", "steps",
               "robustness"]:
