@@ -119,8 +119,8 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
     (["--compare", "/nope/a.json", "/nope/b.json"], "does not exist"),
     (["--limit-per-class", "2", "--epochs", "1"], "fewer than one batch"),
 ])
-def test_bad_input_is_one_line_and_exit_2(repo_root, args, needle):
-    r = run_script(*args, cwd=repo_root)
+def test_bad_input_is_one_line_and_exit_2(repo_root, tmp_path, args, needle):
+    r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)  # never write into the repo
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert needle in r.stderr and "Traceback" not in r.stderr
 
