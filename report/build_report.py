@@ -29,6 +29,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from problems.common.cli import UserError, run_main  # noqa: E402
+from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
 
 DASH = "\u2014"
@@ -628,9 +629,7 @@ def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True)
     ctx = gather(results, no_code)
     text = render_html(ctx, out_dir)
     html_path = out_dir / "report.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, html_path)
+    atomic_write(html_path, lambda f: f.write(text), mode="w")
     out = {"html": html_path, "pdf": None, "pages": None}
     if pdf:
         import logging
@@ -639,9 +638,7 @@ def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True)
         logging.getLogger("weasyprint").setLevel(logging.ERROR)   # font-subsetting chatter
         doc = HTML(string=text, base_url=str(out_dir)).render()
         pdf_path = out_dir / "report.pdf"
-        tmp = pdf_path.with_suffix(".pdf.tmp")
-        doc.write_pdf(tmp)
-        os.replace(tmp, pdf_path)
+        atomic_write(pdf_path, doc.write_pdf)
         out.update(pdf=pdf_path, pages=len(doc.pages))
     return out
 

@@ -12,7 +12,8 @@ import tempfile
 import numpy as np
 
 
-def _atomic_write(path, write_fn, mode="wb"):
+def atomic_write(path, write_fn, mode="wb"):
+    """Atomically write a file: `write_fn(f)` fills an open temporary file that then replaces `path`."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -47,12 +48,12 @@ def _to_jsonable(obj):
 def write_json(path, obj, indent=2):
     """Atomically write `obj` as JSON; numpy arrays and scalars become plain lists and numbers."""
     text = json.dumps(_to_jsonable(obj), indent=indent) + "\n"
-    _atomic_write(path, lambda f: f.write(text), mode="w")
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def save_npz(path, arrays: dict):
     """Atomically save a dict of arrays to an uncompressed `.npz` file."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_npz(path) -> dict:
@@ -61,11 +62,6 @@ def load_npz(path) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def atomic_write(path, write_fn, mode="wb"):
-    """Atomically write a file: `write_fn(f)` fills an open temporary file that then replaces `path`."""
-    _atomic_write(path, write_fn, mode=mode)
-
-
 def save_npy(path, array):
     """Atomically save one array to a `.npy` file (readable with `np.load(path)`, no pickle)."""
-    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))

@@ -90,6 +90,8 @@ def test_getitem_and_stack(rng):
     compare_with_torch(lambda x: x[idx], lambda x: x[torch.tensor(idx)], [a], rng)
     compare_with_torch(lambda x, y: F.stack([x, y, x], axis=1), lambda x, y: torch.stack([x, y, x], 1),
                        [a, rng.standard_normal((4, 5, 3))], rng)
+    finite_difference_check(lambda x: x[idx], [a], rng)
+    finite_difference_check(lambda x, y: F.stack([x, y, x], axis=1), [a, rng.standard_normal((4, 5, 3))], rng)
 
 
 def test_relu_away_from_zero(rng):

@@ -118,6 +118,8 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
     (["--model", "small", "--eval-only", "--weights", "/nonexistent.npz"], "does not exist"),
     (["--compare", "/nope/a.json", "/nope/b.json"], "does not exist"),
     (["--limit-per-class", "2", "--epochs", "1"], "fewer than one batch"),
+    (["--model", "better", "--backend", "torch", "--limit-per-class", "2"], "--backend torch has the part 1-2"),
+    (["--model", "small", "--eval-only", "--weights", "README.md", "--limit-per-class", "2"], "not a readable .npz"),
 ])
 def test_bad_input_is_one_line_and_exit_2(repo_root, tmp_path, args, needle):
     r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)  # never write into the repo
