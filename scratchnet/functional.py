@@ -374,7 +374,7 @@ class Linear(Function):
 class Conv2d(Function):
     def forward(self, x, w, b=None, stride=1, padding=0):
         self.has_bias = b is not None
-        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding, need_cols=self.needs_input_grad[1])
+        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding)
         return out
 
     def backward(self, g):

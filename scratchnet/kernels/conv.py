@@ -76,44 +76,107 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
     return win.reshape(n * ho * wo, -1), (n, ho, wo)  # reshape of a strided view = the one copy
 
 
-def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, need_cols: bool = True):
-    """out = conv(x, w) + b via im2col + GEMM. Returns (out, cache); cache keeps the im2col matrix for dW."""
+# The fast path works on the batch in chunks of images. Why: a whole-batch im2col matrix is 70-90 MB for
+# P3's layers (GBs for a batch of 1024); writing it into fresh memory costs page faults and streams it
+# through DRAM twice (copy, then GEMM). A chunk of a few MB is written into a reused buffer and read back
+# by the GEMM while it is still in cache, and dW's backward simply rebuilds it (cheaper than storing it).
+# On a GPU the whole batch is one chunk: its memory pool and bandwidth make chunking pointless.
+CHUNK_BYTES = 4 << 20          # im2col rows per chunk ~ this many bytes (tests shrink it to force chunking)
+_buffers: dict = {}            # reused scratch arrays, keyed by purpose, shape, dtype and zero pattern
+
+
+def _scratch(xp, key, shape, dtype):
+    """A reused zero-initialised buffer (numpy); cupy's memory pool already recycles, so allocate there."""
+    if xp.__name__ != "numpy":
+        return xp.zeros(shape, dtype=dtype)
+    full_key = (key, tuple(shape), xp.dtype(dtype).str)
+    buf = _buffers.get(full_key)
+    if buf is None:
+        buf = _buffers[full_key] = xp.zeros(shape, dtype=dtype)
+    return buf
+
+
+def _chunks(xp, n: int, bytes_per_image: int):
+    """(lo, hi) image ranges that each make an im2col chunk of about CHUNK_BYTES."""
+    step = n if xp.__name__ != "numpy" else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+
+def _place(buf, src, top: int, left: int, stride: int):
+    """buf[:, top + s*i, left + s*j] = src[:, i, j] wherever that lands inside buf; other entries untouched.
+
+    One assignment does zero padding (top/left > 0), cropping (< 0) and dilation (s > 1). The caller keeps
+    one buffer per (shape, top, left, stride), so the untouched entries are always the zeros it began with.
+    """
+    def span(offset, n_src, n_buf):
+        first = max(0, -(offset // stride))            # first i with offset + s*i >= 0
+        last = min(n_src - 1, (n_buf - 1 - offset) // stride)
+        return first, last
+
+    (i0, i1), (j0, j1) = span(top, src.shape[1], buf.shape[1]), span(left, src.shape[2], buf.shape[2])
+    if i1 >= i0 and j1 >= j0:
+        buf[:, top + stride * i0:top + stride * i1 + 1:stride, left + stride * j0:left + stride * j1 + 1:stride] = \
+            src[:, i0:i1 + 1, j0:j1 + 1]
+
+
+def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: int, kh: int, kw: int, stride: int):
+    """im2col of src placed (padded/dilated) into an (n, hb, wb, C) zero frame: (n*Ho*Wo, kh*kw*C), a reused buffer."""
+    xp = get_array_module(src)
+    n, c = src.shape[0], src.shape[3]
+    key = (tag, top, left, place_stride, src.shape[1], src.shape[2])
+    if top == 0 and left == 0 and place_stride == 1 and (hb, wb) == src.shape[1:3]:
+        frame = src                                          # nothing to pad: window the input itself
+    else:
+        frame = _scratch(xp, key + ("frame",), (n, hb, wb, c), src.dtype)
+        _place(frame, src, top, left, place_stride)
+    win = windows(frame, kh, kw, stride)
+    cols = _scratch(xp, key + ("cols", kh, kw, stride), win.shape, src.dtype)
+    cols[...] = win                                          # the one copy, into cache-sized reused memory
+    ho, wo = win.shape[1:3]
+    return cols.reshape(n * ho * wo, kh * kw * c)
+
+
+def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
+    """out = conv(x, w) + b via chunked im2col + GEMM. Returns (out, cache); cache = (x, w, stride, padding)."""
     check_conv_shapes(x.shape, w.shape, stride, padding)
+    xp = get_array_module(x)
     kh, kw, c, f = w.shape
-    cols, (n, ho, wo) = im2col(x, kh, kw, stride, padding)
-    out = cols @ w.reshape(kh * kw * c, f)
+    n, h, wd, _ = x.shape
+    ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
+    wm = w.reshape(kh * kw * c, f)
+    out = xp.empty((n * ho * wo, f), dtype=xp.result_type(x.dtype, w.dtype))
+    for lo, hi in _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize):
+        cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1, kh, kw, stride)
+        xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
     if b is not None:
         out += b  # in place: no second (N*Ho*Wo, F) buffer
-    cache = (cols if need_cols else None, x.shape, w, stride, padding)
-    return out.reshape(n, ho, wo, f), cache
+    return out.reshape(n, ho, wo, f), (x, w, stride, padding)
 
 
 def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
     """Gradients (dx, dw, db) of conv2d_forward; dx/dw are None when not needed.
 
-    dW[u,v,c,f] = sum_{n,i,j} xpad[n, s*i+u, s*j+v, c] * dout[n,i,j,f]    -> cols^T @ dout (one GEMM)
+    dW[u,v,c,f] = sum_{n,i,j} xpad[n, s*i+u, s*j+v, c] * dout[n,i,j,f]    -> sum over chunks of cols^T @ dout
     db[f]       = sum_{n,i,j} dout[n,i,j,f]
     dx          = full correlation of dilate(dout, s) with rot180(w) (in/out channels swapped), cropped
-                  to x's extent: written as a stride-1 conv so it reuses im2col + one GEMM.
+                  to x's extent: written as a stride-1 conv so it reuses im2col + one GEMM per chunk.
     """
-    cols, x_shape, w, stride, padding = cache
+    x, w, stride, padding = cache
+    xp = get_array_module(dout)
     kh, kw, c, f = w.shape
+    n, h, wd, _ = x.shape
+    ho, wo = dout.shape[1:3]
     dout2 = dout.reshape(-1, f)
     db = dout2.sum(axis=0)
-    dw = (cols.T @ dout2).reshape(w.shape) if need_dw else None
-    dx = conv_input_grad(dout, w, x_shape, stride, padding) if need_dx else None
+    dw = None
+    if need_dw:
+        dw = xp.zeros((kh * kw * c, f), dtype=dout.dtype)
+        for lo, hi in _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize):
+            cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1, kh, kw, stride)
+            dw += cols.T @ dout2[lo * ho * wo:hi * ho * wo]  # rebuilding cols beats keeping 70+ MB of them
+        dw = dw.reshape(w.shape)
+    dx = conv_input_grad(dout, w, x.shape, stride, padding) if need_dx else None
     return dx, dw, db
-
-
-def dilate(dout, stride: int):
-    """Insert stride-1 zeros between neighbouring pixels of dout (a stride-s conv's gradient spreads that way)."""
-    if stride == 1:
-        return dout
-    xp = get_array_module(dout)
-    n, ho, wo, f = dout.shape
-    out = xp.zeros((n, (ho - 1) * stride + 1, (wo - 1) * stride + 1, f), dtype=dout.dtype)
-    out[:, ::stride, ::stride, :] = dout
-    return out
 
 
 def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
@@ -122,30 +185,19 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     With D = dilate(dout, s), dxpad[j] = sum_u D[j - u] w[u] (a full convolution). Writing it as a
     correlation with the flipped kernel: dx[i] = sum_v Dpad[i + v] * w[k-1-v], where D is padded by
     k-1-p at the start (so that output row i lines up with input row i, after removing the forward's
-    padding p) and at the end so that exactly H rows come out. Negative pads crop.
+    padding p) and cropped or padded at the end so that exactly H rows come out. `_place` does the
+    dilation, padding and cropping in one assignment into a (H + kh - 1, W + kw - 1) zero frame.
     """
-    kh, kw, c, f = w.shape
-    _, h, wd, _ = x_shape
-    d = dilate(dout, stride)
-    w_rot = w[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, F, C): rotate 180 degrees, swap in/out
     xp = get_array_module(dout)
-    w_rot = xp.ascontiguousarray(w_rot)
-    top, left = kh - 1 - padding, kw - 1 - padding
-    bottom = h + kh - 1 - d.shape[1] - top
-    right = wd + kw - 1 - d.shape[2] - left
-    d = _pad_crop_2d(d, top, bottom, left, right)
-    cols, (n, ho, wo) = im2col(d, kh, kw, 1, 0)
-    return (cols @ w_rot.reshape(kh * kw * f, c)).reshape(n, ho, wo, c)
-
-
-def _pad_crop_2d(x, top, bottom, left, right):
-    """Zero-pad (positive) or crop (negative) each side of the H and W axes independently."""
-    xp = get_array_module(x)
-    n, h, w, c = x.shape
-    x = x[:, max(-top, 0):h - max(-bottom, 0), max(-left, 0):w - max(-right, 0), :]
-    if top > 0 or bottom > 0 or left > 0 or right > 0:
-        x = xp.pad(x, ((0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)), (0, 0)))
-    return x
+    kh, kw, c, f = w.shape
+    n, h, wd, _ = x_shape
+    w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(kh * kw * f, c)  # rot 180, swap in/out
+    dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
+    for lo, hi in _chunks(xp, n, h * wd * kh * kw * f * dout.itemsize):
+        cols = _padded_cols(dout[lo:hi], "dx", h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding, stride,
+                            kh, kw, 1)
+        xp.matmul(cols, w_rot, out=dx[lo * h * wd:hi * h * wd])
+    return dx.reshape(x_shape)
 
 
 # --------------------------------------------------------------------------------------------------
