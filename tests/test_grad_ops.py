@@ -7,6 +7,7 @@ import torch.nn.functional as TF
 import scratchnet as sn
 from scratchnet import functional as F
 from scratchnet.kernels import conv as conv_k
+from scratchnet.kernels import norm as norm_k
 from scratchnet.kernels import pool as pool_k
 
 from gradcheck import (compare_with_torch, finite_difference_check, hwio_to_oihw, nchw_to_nhwc,
@@ -160,6 +161,24 @@ def test_conv2d_fast_equals_reference(k, s, p, h, w, rng):
         np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k,s,p,h,w", CONV_CASES)
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])
+def test_conv2d_chunked_equals_reference(k, s, p, h, w, chunk_bytes, rng, monkeypatch):
+    """The fast path works on chunks of images with reused buffers: force 1-image and uneven chunks,
+    run twice (stale buffer contents would show up the second time) and compare in float64."""
+    monkeypatch.setattr(conv_k, "CHUNK_BYTES", chunk_bytes)
+    for trial in range(2):
+        x = rng.standard_normal((5, h, w, 3))
+        wt = rng.standard_normal((k, k, 3, 5))
+        b = rng.standard_normal(5)
+        out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
+        ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+        dout = rng.standard_normal(out.shape)
+        for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
+            np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+
+
 def test_conv2d_shape_mismatch_names_both_shapes(rng):
     conv = sn.nn.Conv2d(3, 8, 3)
     with pytest.raises(ValueError, match=r"\(2, 5, 5, 4\).*\(3, 3, 3, 8\)"):
@@ -271,6 +290,27 @@ def test_batch_norm_eval_mode(shape, rng):
         nhwc_to_nchw(x), torch.tensor(rm), torch.tensor(rv), g, b, False, 0.1, 1e-5))
     compare_with_torch(sn_fn, t_fn, [x, gamma, beta], rng)
     finite_difference_check(sn_fn, [x, gamma, beta], rng)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_batch_norm_fast_equals_reference(training, dtype, tol, rng):
+    """The fused kernels against the one-op-per-symbol reference, with a channel mean far from zero
+    (the case a one-pass E[x^2] - E[x]^2 variance would get wrong in float32)."""
+    x = (rng.standard_normal((3, 5, 7, 6)) * 0.5 + 40.0 * rng.standard_normal(6)).astype(dtype)
+    g, b = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    stats = [np.full(6, 0.3, dtype), np.full(6, 2.0, dtype)]
+    fast_stats, ref_stats = [a.copy() for a in stats], [a.copy() for a in stats]
+    out, cache = norm_k.batchnorm_forward(x, g, b, *fast_stats, training)
+    ref, ref_cache = norm_k.batchnorm_forward_reference(x, g, b, *ref_stats, training)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    for a, r in zip(fast_stats, ref_stats):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol)
+    for fast, slow in zip(norm_k.batchnorm_backward(dout, cache), norm_k.batchnorm_backward_reference(dout, ref_cache)):
+        assert fast.dtype == dtype
+        np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol * 10)
 
 
 def test_batch_norm_module_matches_torch_over_steps(rng):

@@ -18,9 +18,85 @@ from __future__ import annotations
 from ..backend import get_array_module
 
 
+def _channel_sum(x2):
+    """Per-channel sum of an (M, C) matrix as ones @ x2: a BLAS GEMV, about 4x faster than x2.sum(axis=0)."""
+    xp = get_array_module(x2)
+    return xp.ones(x2.shape[0], dtype=x2.dtype) @ x2
+
+
+def _channel_dot(a2, b2):
+    """sum_m a[m, c] * b[m, c] per channel, without materialising the (M, C) product."""
+    xp = get_array_module(a2)
+    return xp.einsum("mc,mc->c", a2, b2)
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
                       momentum: float = 0.1, eps: float = 1e-5):
-    """Returns (out, cache). In training mode updates running_mean/running_var in place."""
+    """Returns (out, cache). In training mode updates running_mean/running_var in place.
+
+    Fast form of the formulas above: out = (x - mu) * (gamma * inv_std) + beta in three passes over the
+    data, the centred copy reused as the output buffer; xhat is not stored (backward rebuilds x - mu).
+    """
+    xp = get_array_module(x)
+    c = x.shape[-1]
+    if gamma.shape != (c,):
+        raise ValueError(f"batch_norm: input has {c} channels (shape {tuple(x.shape)}) but gamma has shape "
+                         f"{tuple(gamma.shape)}")
+    x2 = x.reshape(-1, c)  # (M, C): channels last makes this a free view
+    m = x2.shape[0]
+    if training:
+        if m < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got input {tuple(x.shape)}")
+        mu = _channel_sum(x2) / m
+        out = x2 - mu
+        var = _channel_dot(out, out) / m  # two-pass variance: no cancellation when |mu| >> std
+        running_mean *= 1 - momentum
+        running_mean += momentum * mu
+        running_var *= 1 - momentum
+        running_var += momentum * var * (m / (m - 1))
+    else:
+        mu, var = running_mean, running_var
+        out = x2 - mu
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    out *= gamma * inv_std  # in place: the centred copy becomes the output
+    out += beta
+    return out.reshape(x.shape), (x2, mu, gamma, inv_std, training)
+
+
+def batchnorm_backward(dout, cache, need_dx: bool = True):
+    """(dx, dgamma, dbeta); see the module docstring for the formula.
+
+    With centred = x - mu (rebuilt: one pass, cheaper than storing xhat) and k = gamma * inv_std:
+    dgamma = inv_std * sum(dout * centred),  dx = k * dout - (k * inv_std * dgamma / M) * centred - k * dbeta / M.
+    """
+    x2, mu, gamma, inv_std, training = cache
+    c = dout.shape[-1]
+    d2 = dout.reshape(-1, c)
+    m = d2.shape[0]
+    dbeta = _channel_sum(d2)
+    centred = x2 - mu
+    dgamma = _channel_dot(d2, centred) * inv_std
+    dx = None
+    if need_dx:
+        k = gamma * inv_std
+        if training:
+            centred *= -k * inv_std * dgamma / m  # in place: centred becomes the xhat * dgamma term
+            centred += d2 * k
+            centred -= k * dbeta / m
+            dx = centred
+        else:  # running statistics are constants: a per-channel affine map
+            dx = d2 * k
+        dx = dx.reshape(dout.shape)
+    return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference implementation: the module docstring's formulas, one array op per symbol (tests compare).
+# --------------------------------------------------------------------------------------------------
+
+def batchnorm_forward_reference(x, gamma, beta, running_mean, running_var, training: bool,
+                      momentum: float = 0.1, eps: float = 1e-5):
+    """The formulas as written above, one array op per symbol. Returns (out, cache); updates the running stats."""
     xp = get_array_module(x)
     c = x.shape[-1]
     if gamma.shape != (c,):
@@ -48,8 +124,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
     return out.reshape(x.shape), cache
 
 
-def batchnorm_backward(dout, cache, need_dx: bool = True):
-    """(dx, dgamma, dbeta); see the module docstring for the formula."""
+def batchnorm_backward_reference(dout, cache, need_dx: bool = True):
+    """(dx, dgamma, dbeta) of batchnorm_forward_reference."""
     xhat, gamma, inv_std, training = cache
     c = dout.shape[-1]
     d2 = dout.reshape(-1, c)
