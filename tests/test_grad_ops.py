@@ -195,7 +195,8 @@ def tie_free(rng, shape, gap=1e-2):
     return rng.permutation(np.arange(np.prod(shape)) * gap).reshape(shape) - gap * np.prod(shape) / 2
 
 
-POOL_CASES = [(2, 2, 6, 8), (2, 2, 7, 5), (3, 2, 7, 9), (3, 1, 5, 6), (2, 1, 4, 5)]  # kernel, stride, H, W
+POOL_CASES = [(2, 2, 6, 8), (2, 2, 7, 5), (3, 2, 7, 9), (3, 1, 5, 6), (2, 1, 4, 5), (3, 3, 3, 3), (2, 3, 8, 7)]
+# (kernel, stride, H, W): tiling exactly, floor mode (odd sizes), overlapping windows, stride > kernel
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -234,6 +235,22 @@ def test_pool_fast_paths_equal_reference_loops(k, s, h, w, rng):
         for j in range(wo):
             ref[:, i, j] = x[:, i * s:i * s + k, j * s:j * s + k].max(axis=(1, 2))
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("k,s,h,w", POOL_CASES)
+@pytest.mark.parametrize("values", ["ties", "tie_free"])
+def test_max_pool_fast_equals_reference(k, s, h, w, values, rng):
+    """Offset-view max pool against the window-view + argmax reference: forward and the routed gradient,
+    including windows full of equal values (first maximum in row-major order wins in both)."""
+    shape = (2, h, w, 3)
+    x = rng.integers(0, 2, shape).astype(np.float32) if values == "ties" else tie_free(rng, shape).astype(np.float32)
+    out, cache = pool_k.max_pool2d_forward(x, k, s)
+    ref, ref_cache = pool_k.max_pool2d_forward_reference(x, k, s)
+    np.testing.assert_array_equal(out, ref)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx, dx_ref = pool_k.max_pool2d_backward(dout, cache), pool_k.max_pool2d_backward_reference(dout, ref_cache)
+    assert dx.dtype == np.float32
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 7, 3), (4, 3, 3, 6)])

@@ -4,9 +4,11 @@ Max pooling: out[n,i,j,c] = max_{u,v} x[n, s*i+u, s*j+v, c]. Its gradient goes t
 was the maximum. Ties (equal values in a window, common after ReLU zeros) are broken deterministically:
 the first maximum in row-major window order wins, as in PyTorch's CPU kernel.
 
-Fast path: when stride == kernel and the image tiles exactly, the windows do not overlap, and a plain
-reshape (N, Ho, k, Wo, k, C) exposes them without copying. Otherwise a strided view of the windows is
-used, and the backward adds each kernel offset's share back (windows overlap, so gradients accumulate).
+Max pooling works on the k*k "offset views" x[:, u::s, v::s, :] (the (u, v)-th element of every
+window, a strided view): forward is a running maximum over them, backward routes dout through them.
+The reference pair (a strided window view + argmax) is kept beside it; the tests check they agree.
+Average pooling: when stride == kernel and the image tiles exactly, a plain reshape (N, Ho, k, Wo, k, C)
+exposes the windows without copying; otherwise each kernel offset adds its share back.
 """
 from __future__ import annotations
 
@@ -39,16 +41,27 @@ def _window_stack(x, kernel, stride):
     return win.reshape(win.shape[:4] + (kernel * kernel,))
 
 
+def _offset_view(a, u: int, v: int, ho: int, wo: int, stride: int):
+    """The (u, v)-th element of every window, as a strided view (N, Ho, Wo, C): no copy."""
+    return a[:, u:u + stride * (ho - 1) + 1:stride, v:v + stride * (wo - 1) + 1:stride, :]
+
+
 def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
-    """Max over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C). cache keeps x and out."""
+    """Max over each kernel x kernel window. x (N,H,W,C) -> (N,Ho,Wo,C). cache keeps x and out.
+
+    Computed as a running np.maximum over the k*k offset views: k*k streaming passes over (N,Ho,Wo,C),
+    much faster than reducing a 6-D strided window view (and rows/columns past the last window are skipped,
+    PyTorch's floor mode).
+    """
     stride = kernel if stride is None else stride
     _check_pool(x.shape, kernel, stride, "max_pool2d")
-    n, h, w, c = x.shape
-    if _tiles_exactly(x.shape, kernel, stride):
-        # Non-overlapping windows: a reshape exposes them as axes 2 and 4, no copy, one reduction.
-        out = x.reshape(n, h // kernel, kernel, w // kernel, kernel, c).max(axis=(2, 4))
-    else:
-        out = windows(x, kernel, kernel, stride).max(axis=(3, 4))
+    xp = get_array_module(x)
+    ho, wo = output_size(x.shape[1], kernel, stride, 0), output_size(x.shape[2], kernel, stride, 0)
+    out = _offset_view(x, 0, 0, ho, wo, stride).copy()
+    for u in range(kernel):
+        for v in range(kernel):
+            if u or v:
+                xp.maximum(out, _offset_view(x, u, v, ho, wo, stride), out=out)
     return out, (x, out, kernel, stride)
 
 
@@ -56,20 +69,48 @@ def max_pool2d_backward(dout, cache):
     """dx: dout routed to each window's first maximum (row-major window order); zero elsewhere.
 
     Visit the k*k window offsets in row-major order; at each, the inputs equal to the window's max that
-    no earlier offset has claimed take the gradient. A loop over offsets, never over pixels.
+    no earlier offset has claimed take the gradient. A loop over offsets, never over pixels; every step
+    works in place on reused boolean buffers. When windows do not overlap (stride >= kernel) each input
+    belongs to one window, so the product is written straight into dx's strided view.
     """
     x, out, kernel, stride = cache
     xp = get_array_module(dout)
     ho, wo = out.shape[1:3]
     dx = xp.zeros(x.shape, dtype=dout.dtype)
     claimed = xp.zeros(out.shape, dtype=bool)
+    take = xp.empty(out.shape, dtype=bool)
+    last = (kernel - 1, kernel - 1)
     for u in range(kernel):
         for v in range(kernel):
-            rows = slice(u, u + stride * (ho - 1) + 1, stride)
-            cols = slice(v, v + stride * (wo - 1) + 1, stride)
-            take = (x[:, rows, cols, :] == out) & ~claimed
-            claimed |= take
-            dx[:, rows, cols, :] += dout * take  # += : overlapping windows (stride < kernel) accumulate
+            xp.equal(_offset_view(x, u, v, ho, wo, stride), out, out=take)
+            xp.greater(take, claimed, out=take)  # take & ~claimed, for booleans, in one pass
+            if (u, v) != last:
+                claimed |= take
+            dx_view = _offset_view(dx, u, v, ho, wo, stride)
+            if stride >= kernel:
+                xp.multiply(dout, take, out=dx_view)  # no overlap: write, no read-modify-write
+            else:
+                dx_view += dout * take  # overlapping windows: gradients accumulate
+    return dx
+
+
+def max_pool2d_forward_reference(x, kernel: int = 2, stride: int | None = None):
+    """Max over the window axes of a strided window view; the same (out, cache) as max_pool2d_forward."""
+    stride = kernel if stride is None else stride
+    _check_pool(x.shape, kernel, stride, "max_pool2d")
+    return windows(x, kernel, kernel, stride).max(axis=(3, 4)), (x, None, kernel, stride)
+
+
+def max_pool2d_backward_reference(dout, cache):
+    """argmax (first maximum in row-major window order) of every window, then a scatter-add per offset."""
+    x, _, kernel, stride = cache
+    xp = get_array_module(dout)
+    n, ho, wo, c = dout.shape
+    arg = windows(x, kernel, kernel, stride).reshape(n, ho, wo, kernel * kernel, c).argmax(axis=3)
+    dx = xp.zeros(x.shape, dtype=dout.dtype)
+    for u in range(kernel):
+        for v in range(kernel):
+            _offset_view(dx, u, v, ho, wo, stride)[...] += dout * (arg == u * kernel + v)
     return dx
 
 
