@@ -100,7 +100,11 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
             its bias trains), GELU                                  32x32 -> 31x31
     block i (widths 64, 256, 256): conv 3x3 (Dirac init, no bias) -> max pool 2 -> batch norm (scale
             frozen at 1, shift trained) -> GELU -> conv 3x3 -> batch norm -> GELU   31 -> 15 -> 7 -> 3
-    head:   max pool 3 (3x3 -> 1x1) -> flatten -> linear 256 -> 10 (no bias, zero init)
+    head:   max pool 3 (3x3 -> 1x1) -> flatten -> linear 256 -> 10 (no bias, zero init) -> x 1/9
+    Why the fixed 1/9 on the logits: the max-pooled features are O(1) in each of 256 channels, so at the
+    recipe's large learning rate one SGD step on the head alone made logits of size ~10 and the loss
+    diverged (measured: lr 0.1 and 0.4 both blew up without it); scaling the output by 1/9 makes the
+    head's effective learning rate 81x smaller while the body keeps the large one.
     """
     r = _rngs(seed, 2 + 2 * len(widths))
     whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True, rng=r[0])
@@ -120,5 +124,5 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
         c_in = w
     fc = nn.Linear(c_in, num_classes, bias=False, rng=r[1])
     fc.weight.data[...] = 0.0  # zero-init head: uniform predictions at the start; max-pooled features are large
-    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc)]
+    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc), ("logit_scale", nn.Scale(1 / 9))]
     return nn.Sequential(*layers)

@@ -309,6 +309,19 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
+class Scale(Module):
+    """Multiply by a fixed constant (no parameters), e.g. to temper a classifier head's logits."""
+
+    def __init__(self, factor: float):
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"{self.factor}"
+
+
 class Sequential(Module):
     """Layers applied in order; children are named '0', '1', ... unless given as (name, module) pairs."""
 

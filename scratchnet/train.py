@@ -90,14 +90,16 @@ class ScratchnetLearner:
             self.ema.update(min(self.config.ema_decay, (1 + t) / (10 + t)))
         return float(loss.data), int((logits.data.argmax(axis=1) == y).sum())
 
-    def predict_logits(self, x):
-        """Logits in eval mode (batch-norm running statistics), with the averaged weights if EMA is on."""
+    def predict_logits(self, x, tta: int | None = None):
+        """Logits in eval mode (batch-norm running statistics), with the averaged weights if EMA is on.
+        tta: test-time augmentation level (default: the config's)."""
+        tta = self.config.tta if tta is None else tta
         self.model.eval()
         if self.ema is not None:
             self.ema.swap()
         try:
             with no_grad():
-                return tta_logits(lambda v: self.model(Tensor(v)).data, x, self.config.tta)
+                return tta_logits(lambda v: self.model(Tensor(v)).data, x, tta)
         finally:
             if self.ema is not None:
                 self.ema.swap()
@@ -163,17 +165,19 @@ class History:
     train_loss: list = field(default_factory=list)
     train_accuracy: list = field(default_factory=list)
     test_loss: list = field(default_factory=list)
-    test_accuracy: list = field(default_factory=list)
+    test_accuracy: list = field(default_factory=list)   # with the config's TTA at the last epoch, plain before
+    final_test_accuracy_without_tta: float | None = None  # the last epoch's plain accuracy, when TTA is on
     epoch_seconds: list = field(default_factory=list)
     images_per_second: list = field(default_factory=list)
 
 
-def evaluate(learner, x_uint8, y, mean, std, batch_size: int = 1000):
-    """(mean cross-entropy, accuracy) over a whole split, in eval mode, in batches."""
+def evaluate(learner, x_uint8, y, mean, std, batch_size: int = 1000, **predict_kwargs):
+    """(mean cross-entropy, accuracy) over a whole split, in eval mode, in batches.
+    predict_kwargs go to learner.predict_logits (e.g. tta=0)."""
     total_loss, correct = 0.0, 0
     for idx in iterate_minibatches(len(y), batch_size, shuffle=False):
         xb = learner.to_device(normalize(x_uint8[idx], mean, std))
-        logits = to_numpy(learner.predict_logits(xb)).astype(np.float64)
+        logits = to_numpy(learner.predict_logits(xb, **predict_kwargs)).astype(np.float64)
         z = logits - logits.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         total_loss += float(-logp[np.arange(len(idx)), y[idx]].sum())
@@ -266,7 +270,13 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         train_seconds = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size)
+        # Test-time augmentation multiplies the evaluation cost (6 views at level 2): only the last
+        # epoch's evaluation uses it; earlier epochs and the plain final number are single-view.
+        last = epoch == config.epochs - 1
+        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size, tta=0)
+        if last and config.tta:
+            history.final_test_accuracy_without_tta = test_acc
+            test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size)
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(correct / seen)
         history.test_loss.append(test_loss)
