@@ -51,6 +51,33 @@ ARCHITECTURE["small_bn"] = [line.replace(", ReLU", ", batch norm, ReLU (no conv 
                             for line in ARCHITECTURE["small"]]
 INITIALISATION = ("He/Kaiming normal: every conv and linear weight ~ N(0, 2/fan_in), fan_in = kh*kw*C_in "
                   "or in_features; biases 0; batch norm gamma 1, beta 0 (running mean 0, var 1, momentum 0.1)")
+BETTER_INITIALISATION = ("first layer: fixed 2x2 patch-whitening filters (eigenvectors of the training patches' "
+                         "covariance scaled by 1/sqrt(eigenvalue + 5e-4), each also negated; bias 0, trained); "
+                         "3x3 convs: He normal, then Dirac (identity) on the first min(C_in, C_out) filters; "
+                         "batch norm scale frozen at 1, shift 0 (momentum 0.4); linear head zero, logits x 1/9")
+
+
+REPO = Path(__file__).resolve().parents[1]
+# The committed part-1/2 runs (drawn beside part 3 in its accuracy-vs-time plot) and part 3's ablation.
+SMALL_RUNS = (("part 1 (small)", REPO / "weights" / "p3_small.json"),
+              ("part 2 (small_bn)", REPO / "weights" / "p3_small_bn.json"))
+DEFAULT_ABLATION = REPO / "weights" / "p3_better_ablation.json"
+RATIONALE = [  # part 3's design choices in one line each; docs/p3_better.md explains them at length
+    "fixed 2x2 patch-whitening first layer: decorrelated, unit-variance inputs for the first trained conv",
+    "conv -> max pool -> batch norm -> GELU blocks of widths 64/256/256: pooling early halves the cost of "
+    "everything after it; three blocks take 31x31 to 3x3",
+    "Dirac (identity) init of the 3x3 convs: the untrained net passes signals and gradients through",
+    "batch norm with frozen scale (only the shift trains), running-statistics momentum 0.4",
+    "logits x 1/9: without it the zero-initialised head diverged at large learning rates",
+    "Nesterov SGD, batch 512, one-cycle schedule to a peak lr of 0.8, weight decay 5e-4: few epochs",
+    "label smoothing 0.2 and an exponential moving average of the weights (decay 0.98) for evaluation",
+    "2-pixel reflect-padded random crops; horizontal flips alternating between epochs",
+    "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)",
+]
+
+
+def initialisation_for(model: str) -> str:
+    return BETTER_INITIALISATION if model == "better" else INITIALISATION
 
 
 def parse_args(argv):
@@ -68,6 +95,8 @@ def parse_args(argv):
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
                    help="only draw the with/without batch-norm loss plot from two results files")
+    p.add_argument("--ablation", type=Path, default=DEFAULT_ABLATION,
+                   help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use only the first K images per class of each split (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -91,7 +120,7 @@ def load_data(args):
                                 progress=not args.no_progress)
 
 
-def make_learner(model: str, backend: str, config, data=None):
+def make_learner(model: str, backend: str, config, data=None, **model_options):
     """The scratchnet network (numpy/cupy) or its PyTorch reference twin, behind one learner interface."""
     if backend == "torch":
         if model == "better":
@@ -102,14 +131,22 @@ def make_learner(model: str, backend: str, config, data=None):
     from scratchnet.train import ScratchnetLearner
     if model == "better":
         whitening = None
-        if data is not None:  # eval-only loads the saved filters instead
+        use_whitening = model_options.pop("whitening", True)  # False: the ablation's He-init first layer
+        if data is not None and use_whitening:  # eval-only loads the saved filters instead
             from scratchnet.data.augment import channel_stats, normalize
             mean, std = channel_stats(data.train_x)
             whitening = models.patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed)
-        net = models.better_net(whitening, seed=config.seed)
+        net = models.better_net(whitening, seed=config.seed, **model_options)
     else:
         net = models.small_cnn(batch_norm=(model == "small_bn"), seed=config.seed)
     return ScratchnetLearner(net, config, backend)
+
+
+def layer_table_for(model: str) -> list:
+    """Per-layer output shapes, parameters and FLOPs (one image) of the scratchnet network `model`."""
+    from scratchnet import models
+    net = models.better_net() if model == "better" else models.small_cnn(batch_norm=(model == "small_bn"))
+    return models.layer_table(net)
 
 
 def config_for(args, model: str):
@@ -157,7 +194,44 @@ def draw_figures(out: Path, model: str, history: dict, weights: dict) -> dict:
     rows, cols = (4, 16) if filters.shape[-1] == 64 else (2, filters.shape[-1] // 2)
     save_filter_grid(out / "filters.png", filters, rows=rows, cols=cols, upscale=6 if filters.shape[0] > 4 else 16)
     figures["filters"] = "filters.png"
+    if model == "better" and history.get("epoch_seconds"):
+        figures["accuracy_vs_time"] = draw_accuracy_vs_time(out, history)
     return figures
+
+
+def draw_accuracy_vs_time(out: Path, history: dict) -> str:
+    """Test accuracy after each epoch against cumulative training time: part 3 beside the committed part-1/2 runs."""
+    from itertools import accumulate
+
+    from problems.common.plots import plot_accuracy_vs_time
+    runs = [("part 3 (better)", list(accumulate(history["epoch_seconds"])), history["test_accuracy"])]
+    for label, path in SMALL_RUNS:
+        if path.is_file():
+            r = json.loads(path.read_text())
+            if r.get("epoch_seconds") and r.get("test_accuracy"):
+                runs.append((label, list(accumulate(r["epoch_seconds"])), r["test_accuracy"]))
+    plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png",
+                          title="P3: test accuracy vs training wall time (scratchnet-numpy, 2 cores)")
+    return "accuracy_vs_time.png"
+
+
+def better_extras(ablation_path: Path | None) -> dict:
+    """Part 3's results-file extras: the design rationale and, when its file exists, the ablation table."""
+    extras = {"rationale": RATIONALE, "design_notes": "docs/p3_better.md"}
+    if ablation_path is not None and ablation_path.is_file():
+        try:
+            ab = json.loads(ablation_path.read_text())
+        except ValueError:
+            raise UserError(f"ablation file {ablation_path} is not valid JSON; expected the output of "
+                            "problems/p3_better_ablation.py") from None
+        extras["ablation"] = [{"variant": v["variant"] + (f" (seed {v['seed']})" if v["seed"] != ab.get("seed") else ""),
+                               "test_accuracy": v.get("final_test_accuracy"),
+                               "note": "removed: " + v["removed"] + ("; diverged" if v.get("diverged") else "")}
+                              for v in ab["variants"]]
+        extras["ablation_budget"] = ab.get("budget")
+        extras["ablation_discussion"] = ab.get("discussion")
+        extras["ablation_file"] = str(ablation_path)
+    return extras
 
 
 def train_one(args, model: str, data) -> dict:
@@ -183,11 +257,13 @@ def train_one(args, model: str, data) -> dict:
         "seconds": sum(hist["epoch_seconds"]), "seconds_this_invocation": seconds,
         "command": command_line(), "hyperparameters": {k: v for k, v in asdict(config).items()},
         **describe_recipe(config), "normalisation": "per-channel mean/std of the training set",
-        "initialisation": INITIALISATION, "architecture": ARCHITECTURE[model],
+        "initialisation": initialisation_for(model), "architecture": ARCHITECTURE[model],
         "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source, "data_dir": str(data.directory),
         "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
-        "weights_file": "weights.npz",
+        "weights_file": "weights.npz", "layers": layer_table_for(model),
     }
+    if model == "better":
+        results.update(better_extras(args.ablation))
     results["figures"] = draw_figures(out, model, hist, weights)
     results["discussion"] = discussion(results)
     write_json(out / "results.json", results)
@@ -234,8 +310,10 @@ def eval_only(args, data) -> dict:
                "weights_file": str(args.weights), "command": command_line(), **hist,
                "final_test_accuracy": test_acc, "final_test_error": 1 - test_acc, "final_test_loss": test_loss,
                "data_source": data.source, "data_dir": str(data.directory), "n_test": int(len(data.test_y)),
-               "initialisation": trained.get("initialisation", INITIALISATION),
-               "architecture": ARCHITECTURE[model]}
+               "initialisation": trained.get("initialisation", initialisation_for(model)),
+               "architecture": ARCHITECTURE[model], "layers": layer_table_for(model)}
+    if model == "better":
+        results.update(better_extras(args.ablation))
     results["figures"] = draw_figures(out, model, hist, weights)
     results["discussion"] = discussion({**results, "epochs": trained.get("epochs", 0),
                                         "seconds": trained.get("seconds", 0.0)})

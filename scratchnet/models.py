@@ -93,7 +93,8 @@ def dirac_init(conv, scale: float = 1.0):
 
 
 def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, seed: int = 0,
-               bn_momentum: float = 0.4) -> nn.Sequential:
+               bn_momentum: float = 0.4, dirac: bool = True, train_whitening: bool = False,
+               logit_scale: float = 1 / 9) -> nn.Sequential:
     """P3 part 3: a small, fast-training net in the style of the fastest known CIFAR-10 recipes.
 
     whiten: 2x2 conv 3 -> 24, weights fixed to patch_whitening_filters(training images) (not trained;
@@ -105,17 +106,22 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
     recipe's large learning rate one SGD step on the head alone made logits of size ~10 and the loss
     diverged (measured: lr 0.1 and 0.4 both blew up without it); scaling the output by 1/9 makes the
     head's effective learning rate 81x smaller while the body keeps the large one.
+    The switches dirac, train_whitening (He-init first layer, trained) and logit_scale exist for the
+    ablation (problems/p3_better_ablation.py); the defaults are the recipe.
     """
     r = _rngs(seed, 2 + 2 * len(widths))
     whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True, rng=r[0])
     if whitening is not None:
         whiten.weight.data = np.asarray(whitening, dtype=whiten.weight.dtype)
-    nn.freeze(whiten, "weight")  # fixed whitening: saved with the model, never trained
+    if not train_whitening:
+        nn.freeze(whiten, "weight")  # fixed whitening: saved with the model, never trained
     layers = [("whiten", whiten), ("act0", nn.GELU())]
     c_in = 24
     for i, w in enumerate(widths, start=1):
-        conv1 = dirac_init(nn.Conv2d(c_in, w, 3, padding=1, bias=False, rng=r[2 * i]))
-        conv2 = dirac_init(nn.Conv2d(w, w, 3, padding=1, bias=False, rng=r[2 * i + 1]))
+        conv1 = nn.Conv2d(c_in, w, 3, padding=1, bias=False, rng=r[2 * i])
+        conv2 = nn.Conv2d(w, w, 3, padding=1, bias=False, rng=r[2 * i + 1])
+        if dirac:
+            conv1, conv2 = dirac_init(conv1), dirac_init(conv2)
         layers += [(f"block{i}_conv1", conv1), (f"block{i}_pool", nn.MaxPool2d(2, 2)),
                    (f"block{i}_bn1", nn.BatchNorm2d(w, momentum=bn_momentum, train_scale=False)),
                    (f"block{i}_act1", nn.GELU()), (f"block{i}_conv2", conv2),
@@ -124,5 +130,38 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
         c_in = w
     fc = nn.Linear(c_in, num_classes, bias=False, rng=r[1])
     fc.weight.data[...] = 0.0  # zero-init head: uniform predictions at the start; max-pooled features are large
-    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc), ("logit_scale", nn.Scale(1 / 9))]
+    layers += [("head_pool", nn.MaxPool2d(3, 3)), ("flatten", nn.Flatten()), ("fc", fc),
+               ("logit_scale", nn.Scale(logit_scale))]
     return nn.Sequential(*layers)
+
+
+def layer_table(model: nn.Sequential, input_shape=(32, 32, 3)) -> list[dict]:
+    """One row per layer of a Sequential: output shape (for one image, NHWC), trained parameters, fixed
+    (frozen) weights, and multiply-adds x 2 (FLOPs) of its convolution or matrix product for one image.
+    Elementwise layers (activations, batch norm, pooling) are counted as 0 FLOPs: their cost is memory
+    traffic, not arithmetic. Runs one forward pass on a zero image in eval mode.
+    """
+    from .autograd import Tensor, no_grad
+    was_training = model.training
+    model.eval()
+    rows, x = [], Tensor(np.zeros((1,) + tuple(input_shape), dtype=np.float32))
+    try:
+        with no_grad():
+            for name, layer in model.named_children():
+                x = layer(x)
+                flops = 0
+                if isinstance(layer, nn.Conv2d):
+                    kh, kw, c_in, c_out = layer.weight.shape
+                    flops = 2 * x.shape[1] * x.shape[2] * kh * kw * c_in * c_out
+                elif isinstance(layer, nn.Linear):
+                    flops = 2 * layer.weight.shape[0] * layer.weight.shape[1]
+                params = list(layer.parameters())
+                trained = sum(int(p.data.size) for p in params)
+                weight = getattr(layer, "weight", None) if isinstance(layer, (nn.Conv2d, nn.Linear)) else None
+                frozen = weight is not None and not any(weight is p for p in params)  # nn.freeze: a plain array
+                fixed = int(np.size(weight.data if isinstance(weight, Tensor) else weight)) if frozen else 0
+                rows.append({"layer": name, "type": type(layer).__name__, "output_shape": list(x.shape[1:]),
+                             "parameters": trained, "fixed_weights": fixed, "flops": int(flops)})
+    finally:
+        model.train(was_training)
+    return rows

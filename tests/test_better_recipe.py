@@ -96,3 +96,79 @@ def test_ema_learner_weights_reload_to_the_same_predictions():
     b = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=1), cfg)
     b.load_weights(a.weights())
     np.testing.assert_allclose(b.predict_logits(x), a.predict_logits(x), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_table_counts_parameters_shapes_and_flops():
+    small = models.small_cnn(seed=0)
+    rows = {r["layer"]: r for r in models.layer_table(small)}
+    assert rows["conv1"]["output_shape"] == [22, 22, 64]
+    assert rows["conv1"]["flops"] == 2 * 22 * 22 * 11 * 11 * 3 * 64
+    assert rows["fc"]["flops"] == 2 * 128 * 10 and rows["fc"]["output_shape"] == [10]
+    assert sum(r["parameters"] for r in rows.values()) == small.num_parameters()
+    better = models.better_net(seed=0)
+    rows = {r["layer"]: r for r in models.layer_table(better)}
+    assert rows["whiten"]["fixed_weights"] == 2 * 2 * 3 * 24 and rows["whiten"]["parameters"] == 24
+    assert rows["block3_pool"]["output_shape"] == [3, 3, 256]
+    assert sum(r["parameters"] for r in rows.values()) == better.num_parameters()
+    assert better.training  # the table's eval-mode forward pass leaves the mode as it was
+
+
+def test_better_net_ablation_switches():
+    base = models.better_net(seed=0)
+    no_dirac = models.better_net(seed=0, dirac=False)
+    w = base.block2_conv2.weight.data
+    assert w[1, 1, 0, 0] == 1.0 and w[0, 0, 0, 0] == 0.0  # Dirac: the centre tap passes channel 0 through
+    assert not np.allclose(no_dirac.block2_conv2.weight.data[:, :, :, :256], w[:, :, :, :256])
+    trained = models.better_net(seed=0, train_whitening=True)
+    assert trained.num_parameters() == base.num_parameters() + 2 * 2 * 3 * 24
+    x = sn.Tensor(np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32))
+    base.fc.weight.data[...] = 1.0
+    unscaled = models.better_net(seed=0, logit_scale=1.0)
+    unscaled.fc.weight.data[...] = 1.0
+    base.eval(), unscaled.eval()
+    np.testing.assert_allclose(base(x).data * 9, unscaled(x).data, rtol=1e-5, atol=1e-5)
+
+
+def test_ablation_script_runs_variants_and_writes_results(repo_root, data_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+    if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
+        pytest.skip("no CIFAR-10 under the data root")
+    out = tmp_path / "ablation"
+    r = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--variants", "full", "no_ema",
+                        "--epochs", "1", "--limit-per-class", "8", "--batch-size", "32", "--out", str(out),
+                        "--no-progress"], capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "ablation.json").read_text())
+    assert [v["variant"] for v in res["variants"]] == ["full", "no_ema"]
+    for v in res["variants"]:
+        assert 0.0 <= v["final_test_accuracy"] <= 1.0 and len(v["test_accuracy"]) == 1
+    assert res["variants"][0]["final_test_accuracy_without_tta"] is not None  # the recipe's TTA is on
+    assert (out / res["figures"]["ablation"]).is_file() and "Without weight averaging" in res["discussion"]
+    bad = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--limit-per-class", "2",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert bad.returncode == 2 and "fewer than one batch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_p3_script_better_writes_rationale_ablation_and_time_plot(repo_root, data_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+    if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
+        pytest.skip("no CIFAR-10 under the data root")
+    ablation = tmp_path / "ablation.json"
+    ablation.write_text(json.dumps({"seed": 0, "budget": "tiny", "discussion": "d", "variants": [
+        {"variant": "full", "seed": 0, "removed": "nothing", "final_test_accuracy": 0.5, "diverged": False},
+        {"variant": "no_ema", "seed": 0, "removed": "EMA", "final_test_accuracy": None, "diverged": True}]}))
+    out = tmp_path / "better"
+    r = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--model", "better", "--epochs", "1",
+                        "--limit-per-class", "8", "--batch-size", "32", "--ablation", str(ablation),
+                        "--out", str(out), "--no-progress"], capture_output=True, text=True, cwd=repo_root,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["rationale"] and res["layers"][0]["layer"] == "whiten"
+    assert [a["variant"] for a in res["ablation"]] == ["full", "no_ema"] and "diverged" in res["ablation"][1]["note"]
+    assert (out / res["figures"]["accuracy_vs_time"]).is_file()
+    assert "Dirac" in res["initialisation"] and res["final_test_accuracy_without_tta"] is not None

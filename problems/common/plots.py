@@ -63,3 +63,23 @@ def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
     if runs:
         ax.legend()
     return _save(fig, path)
+
+
+def plot_ablation(labels, accuracies, path, title: str = "Ablation", ylabel: str = "test accuracy") -> Path:
+    """Horizontal bars, one per run, labelled with the accuracy (a fraction); None (diverged) is drawn as
+    an empty bar marked 'diverged'. The first run is the reference: a dashed line marks its value."""
+    fig = Figure(figsize=(6.4, 0.45 * len(labels) + 1.4))
+    ax = fig.add_subplot(1, 1, 1)
+    values = [0.0 if a is None else a for a in accuracies]
+    ax.barh(range(len(labels)), values, color=["#4c72b0" if a is not None else "#cccccc" for a in accuracies])
+    for i, a in enumerate(accuracies):
+        ax.text(values[i] + 0.005, i, "diverged" if a is None else f"{a:.3f}", va="center", fontsize=8)
+    if accuracies and accuracies[0] is not None:
+        ax.axvline(accuracies[0], color="black", linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, min(1.0, max(values + [0.1]) * 1.15))
+    ax.set_xlabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
