@@ -1,12 +1,14 @@
 """Training-step speed: scratchnet-numpy vs PyTorch CPU, measured in the same run on the same machine.
 
-    python bench/train_step.py [--nets small small_bn airbench] [--steps 10] [--threads 2]
+    python bench/train_step.py [--nets small small_bn airbench better] [--steps 10] [--threads 2]
 
 For each network: median milliseconds per training step (forward + backward + SGD update) of
 scratchnet and of its PyTorch twin (same architecture and weights, NCHW, oneDNN), their ratio, a
 per-op table of where scratchnet's time goes (forward and backward separately), and the FLOP/s the conv
 layers reach as a share of this machine's numpy float32 GEMM speed (measured here too).
 Writes bench/results/train_step.json: [{net, batch, scratchnet_ms, torch_ms, ratio, conv_gemm_share, ...}].
+`better` is P3 part 3's network at its training batch (512): it has no PyTorch twin, so its row has
+scratchnet's time and per-op profile only (torch_ms and ratio are null).
 Run it on a quiet machine: anything else on the two cores makes both numbers lie.
 """
 from __future__ import annotations
@@ -34,7 +36,8 @@ from problems.common.torch_reference import torch_twin  # noqa: E402
 
 NETS = {"small": (lambda: models.small_cnn(False), 128),
         "small_bn": (lambda: models.small_cnn(True), 128),
-        "airbench": (models.airbench_style, 1024)}
+        "airbench": (models.airbench_style, 1024),
+        "better": (models.better_net, 512)}   # P3 part 3 (GELU, frozen-scale BN): profile only, no torch twin
 
 
 def matmul_gflops(n=2048, repeats=5):
@@ -154,20 +157,22 @@ def main():
         x = rng.standard_normal((batch, 32, 32, 3)).astype(np.float32)
         y = rng.integers(0, 10, batch)
         steps = max(3, args.steps if batch <= 256 else args.steps // 2)
-        torch_ms = bench_torch(net, x, y, steps)
+        torch_ms = None if name == "better" else bench_torch(net, x, y, steps)
         sn_ms, per_op = bench_scratchnet(net, x, y, steps)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
         flops = conv_flops(net, batch)
         conv_gflops = flops / (conv_ms / 1000) / 1e9
-        row = {"net": name, "batch": batch, "scratchnet_ms": round(sn_ms, 1), "torch_ms": round(torch_ms, 1),
-               "ratio": round(sn_ms / torch_ms, 3), "conv_gemm_share": round(conv_gflops / peak, 3),
+        row = {"net": name, "batch": batch, "scratchnet_ms": round(sn_ms, 1),
+               "torch_ms": None if torch_ms is None else round(torch_ms, 1),
+               "ratio": None if torch_ms is None else round(sn_ms / torch_ms, 3),
+               "conv_gemm_share": round(conv_gflops / peak, 3),
                "conv_gflops": round(conv_gflops, 1), "conv_ms": round(conv_ms, 1),
                "step_gflops": round(flops / (sn_ms / 1000) / 1e9, 1), "matmul_gflops": round(peak, 1),
                "per_op_ms": {k: round(v, 2) for k, v in per_op.items()}}
         rows.append(row)
-        print(f"\n{name} (batch {batch}): scratchnet {sn_ms:.1f} ms/step, torch {torch_ms:.1f} ms/step, "
-              f"ratio {row['ratio']:.2f}x; conv layers {conv_gflops:.0f} GFLOP/s = "
-              f"{100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
+        vs_torch = "no torch twin" if torch_ms is None else f"torch {torch_ms:.1f} ms/step, ratio {row['ratio']:.2f}x"
+        print(f"\n{name} (batch {batch}): scratchnet {sn_ms:.1f} ms/step, {vs_torch}; conv layers "
+              f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
         print(f"  {'op':<28}{'ms/step':>9}")
         for k, v in per_op.items():
             if v >= 0.5:
