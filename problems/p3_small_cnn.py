@@ -32,7 +32,7 @@ ALL_MODELS = MODELS + ("better",)     # part 3
 # one-cycle schedule throughout; batch norm tolerates a larger learning rate, which is much of its benefit.
 RECIPES = {
     "small": dict(epochs=15, batch_size=128, lr=0.02),
-    "small_bn": dict(epochs=15, batch_size=128, lr=0.1),
+    "small_bn": dict(epochs=15, batch_size=128, lr=0.2),
     "better": dict(epochs=7, batch_size=512, lr=0.8, label_smoothing=0.2, crop_padding=2, crop_mode="reflect",
                    flip_mode="alternating", ema_decay=0.98, tta=2),
 }
@@ -89,7 +89,7 @@ def parse_args(argv):
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 7)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate (default: 0.02 small, 0.1 small_bn, 0.8 better)")
+                   help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
