@@ -110,7 +110,11 @@ def make_fixture(root: Path) -> Path:
     _p3("small_bn", [1.6, 1.1, 0.9], [0.50, 0.60, 0.66], p3 / "small_bn")
     _p3("better", [1.2, 0.8], [0.80, 0.9312], p3 / "better",
         {"rationale": ["whitened first layer", "EMA of the weights"],
-         "ablation": [{"variant": "no EMA", "test_accuracy": 0.92, "note": "one run"}], "parameters": 1971352})
+         "ablation": [{"variant": "no EMA", "test_accuracy": 0.92, "note": "one run"}], "parameters": 1971352,
+         "ablation_budget": "4 epochs on 5000 images", "ablation_discussion": "Dirac init matters most."})
+    better = json.loads((p3 / "better" / "results.json").read_text())
+    better["figures"]["accuracy_vs_time"] = _png(p3 / "better" / "accuracy_vs_time.png")
+    _write(p3 / "better" / "results.json", better)
     _write(p3 / "comparison.json", {"figures": {"bn_comparison": _png(p3 / "loss_bn_comparison.png")},
                                     "discussion": "Training loss per epoch."})
     p4 = root / "p4"
@@ -194,6 +198,8 @@ def test_report_builds_every_section_and_placeholder(full_build):
     assert "ifgsm, momentum 0.5" in text
     assert "89.1%" in text                            # P2 mean-per-class accuracy 0.8912
     assert "93.12%" in text and "whitened first layer" in text and "no EMA" in text
+    assert "4 epochs on 5000 images" in text and "Dirac init matters most." in text
+    assert "Figure not found" not in text                 # accuracy vs wall time included
     assert "lower than the plain network's 1.200" in text
     assert "hflip</strong> broke the attack on all 2 images" in text
     assert "crop80</strong> broke the attack on 1 of 2 images" in text
