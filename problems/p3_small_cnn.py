@@ -95,7 +95,7 @@ def parse_args(argv):
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
                    help="only draw the with/without batch-norm loss plot from two results files")
-    p.add_argument("--ablation", type=Path, default=DEFAULT_ABLATION,
+    p.add_argument("--ablation", type=Path, default=None,
                    help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use only the first K images per class of each split (smoke tests)")
@@ -218,16 +218,22 @@ def draw_accuracy_vs_time(out: Path, history: dict) -> str:
 def better_extras(ablation_path: Path | None) -> dict:
     """Part 3's results-file extras: the design rationale and, when its file exists, the ablation table."""
     extras = {"rationale": RATIONALE, "design_notes": "docs/p3_better.md"}
-    if ablation_path is not None and ablation_path.is_file():
+    if ablation_path is None:  # not asked for: the committed ablation, when the checkout has it
+        ablation_path = DEFAULT_ABLATION if DEFAULT_ABLATION.is_file() else None
+    elif not ablation_path.is_file():
+        raise UserError(f"ablation file {ablation_path} does not exist; expected the ablation.json written by "
+                        "problems/p3_better_ablation.py")
+    if ablation_path is not None:
+        expected = "the ablation.json written by problems/p3_better_ablation.py (a 'variants' list)"
         try:
             ab = json.loads(ablation_path.read_text())
-        except ValueError:
-            raise UserError(f"ablation file {ablation_path} is not valid JSON; expected the output of "
-                            "problems/p3_better_ablation.py") from None
-        extras["ablation"] = [{"variant": v["variant"] + (f" (seed {v['seed']})" if v["seed"] != ab.get("seed") else ""),
-                               "test_accuracy": v.get("final_test_accuracy"),
-                               "note": "removed: " + v["removed"] + ("; diverged" if v.get("diverged") else "")}
-                              for v in ab["variants"]]
+            extras["ablation"] = [
+                {"variant": v["variant"] + (f" (seed {v['seed']})" if v["seed"] != ab.get("seed") else ""),
+                 "test_accuracy": v.get("final_test_accuracy"),
+                 "note": "removed: " + v["removed"] + ("; diverged" if v.get("diverged") else "")}
+                for v in ab["variants"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"ablation file {ablation_path} is not {expected}") from None
         extras["ablation_budget"] = ab.get("budget")
         extras["ablation_discussion"] = ab.get("discussion")
         extras["ablation_file"] = str(ablation_path)

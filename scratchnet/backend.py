@@ -68,6 +68,12 @@ def get_array_module(*arrays):
     return np
 
 
+def on_cpu(xp) -> bool:
+    """True when xp is numpy. CPU-only memory tricks (chunked im2col, reused scratch buffers) ask this
+    instead of naming a library; on a GPU, cupy's memory pool and bandwidth make them pointless."""
+    return xp is np
+
+
 def backend_of(array) -> str:
     """'cupy' for a cupy array, 'numpy' otherwise."""
     return "cupy" if get_array_module(array) is not np else "numpy"

@@ -120,6 +120,10 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
     (["--limit-per-class", "2", "--epochs", "1"], "fewer than one batch"),
     (["--model", "better", "--backend", "torch", "--limit-per-class", "2"], "--backend torch has the part 1-2"),
     (["--model", "small", "--eval-only", "--weights", "README.md", "--limit-per-class", "2"], "not a readable .npz"),
+    (["--model", "better", "--eval-only", "--weights", "weights/p3_better.npz", "--ablation", "/nope/ab.json",
+      "--limit-per-class", "2"], "ablation file /nope/ab.json does not exist"),
+    (["--model", "better", "--eval-only", "--weights", "weights/p3_better.npz", "--ablation", "README.md",
+      "--limit-per-class", "2"], "is not the ablation.json"),
 ])
 def test_bad_input_is_one_line_and_exit_2(repo_root, tmp_path, args, needle):
     r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)  # never write into the repo

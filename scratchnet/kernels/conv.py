@@ -21,7 +21,7 @@ Two implementations live here:
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, on_cpu
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -87,7 +87,7 @@ _buffers: dict = {}            # reused scratch arrays, keyed by purpose, shape,
 
 def _scratch(xp, key, shape, dtype):
     """A reused zero-initialised buffer (numpy); cupy's memory pool already recycles, so allocate there."""
-    if xp.__name__ != "numpy":
+    if not on_cpu(xp):
         return xp.zeros(shape, dtype=dtype)
     full_key = (key, tuple(shape), xp.dtype(dtype).str)
     buf = _buffers.get(full_key)
@@ -98,7 +98,7 @@ def _scratch(xp, key, shape, dtype):
 
 def _chunks(xp, n: int, bytes_per_image: int):
     """(lo, hi) image ranges that each make an im2col chunk of about CHUNK_BYTES."""
-    step = n if xp.__name__ != "numpy" else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+    step = n if not on_cpu(xp) else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
