@@ -9,6 +9,7 @@ import numpy as np
 
 from .autograd import Function, Tensor, as_tensor
 from .backend import get_array_module
+from .kernels import activation as _act
 from .kernels import conv as _conv
 from .kernels import loss as _loss
 from .kernels import norm as _norm
@@ -124,33 +125,25 @@ class Log(Function):
 
 
 class ReLU(Function):
-    """relu(x) = max(x, 0); gradient 1 where x > 0, else 0 (0 at x == 0, as PyTorch)."""
+    """relu(x) = max(x, 0); gradient 1 where x > 0, else 0 (0 at x == 0, as PyTorch). Kernel: kernels.activation."""
 
     def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
+        out, self.out = _act.relu_forward(x)
+        return out
 
     def backward(self, g):
-        return g * self.mask
+        return _act.relu_backward(g, self.out)
 
 
 class GELU(Function):
-    """gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)  (the tanh form; numpy has no erf).
-
-    d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-    """
-
-    C = 0.7978845608028654  # sqrt(2 / pi)
+    """gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh form. Kernel: kernels.activation."""
 
     def forward(self, x):
-        xp = get_array_module(x)
-        self.x = x
-        self.t = xp.tanh(self.C * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1 + self.t)
+        out, self.cache = _act.gelu_forward(x)
+        return out
 
     def backward(self, g):
-        x, t = self.x, self.t
-        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self.C * (1 + 3 * 0.044715 * x * x))
+        return _act.gelu_backward(g, self.cache)
 
 
 class Step(Function):

@@ -3,4 +3,4 @@
 The autograd layer (scratchnet.functional) wraps these; tests check them against PyTorch and finite
 differences. Nothing here knows about Tensors.
 """
-from . import conv, loss, norm, pool  # noqa: F401
+from . import activation, conv, loss, norm, pool  # noqa: F401

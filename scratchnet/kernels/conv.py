@@ -22,6 +22,8 @@ Two implementations live here:
 from __future__ import annotations
 
 from ..backend import get_array_module, on_cpu
+from ..parallel import for_each_chunk, num_threads, split
+from .norm import channel_sum
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -80,8 +82,9 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
 # P3's layers (GBs for a batch of 1024); writing it into fresh memory costs page faults and streams it
 # through DRAM twice (copy, then GEMM). A chunk of a few MB is written into a reused buffer and read back
 # by the GEMM while it is still in cache, and dW's backward simply rebuilds it (cheaper than storing it).
+# The chunks are shared out between CPU threads (`parallel.for_each_chunk`), each with its own buffers.
 # On a GPU the whole batch is one chunk: its memory pool and bandwidth make chunking pointless.
-CHUNK_BYTES = 4 << 20          # im2col rows per chunk ~ this many bytes (tests shrink it to force chunking)
+CHUNK_BYTES = 2 << 20          # im2col rows per chunk ~ this many bytes (tests shrink it to force chunking)
 _buffers: dict = {}            # reused scratch arrays, keyed by purpose, shape, dtype and zero pattern
 
 
@@ -97,9 +100,16 @@ def _scratch(xp, key, shape, dtype):
 
 
 def _chunks(xp, n: int, bytes_per_image: int):
-    """(lo, hi) image ranges that each make an im2col chunk of about CHUNK_BYTES."""
-    step = n if not on_cpu(xp) else max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    """(lo, hi) image ranges that each make an im2col chunk of about CHUNK_BYTES (at most).
+
+    On the CPU the number of chunks is a multiple of the thread count, so every thread gets equal work.
+    """
+    if not on_cpu(xp):
+        return [(0, n)]
+    threads = num_threads()
+    per_round = max(1, threads * CHUNK_BYTES // max(1, bytes_per_image))  # images per round of T chunks
+    rounds = -(-n // per_round)
+    return split(n, rounds * threads)
 
 
 def _place(buf, src, top: int, left: int, stride: int):
@@ -145,11 +155,15 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
     ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
     wm = w.reshape(kh * kw * c, f)
     out = xp.empty((n * ho * wo, f), dtype=xp.result_type(x.dtype, w.dtype))
-    for lo, hi in _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize):
-        cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1, kh, kw, stride)
-        xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
-    if b is not None:
-        out += b  # in place: no second (N*Ho*Wo, F) buffer
+
+    def chunk(lo, hi, worker):
+        cols = _padded_cols(x[lo:hi], ("fwd", worker), h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+                            kh, kw, stride)
+        rows = xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
+        if b is not None:
+            rows += b  # while the rows are still in cache
+
+    for_each_chunk(xp, _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize), chunk)
     return out.reshape(n, ho, wo, f), (x, w, stride, padding)
 
 
@@ -167,14 +181,25 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
     n, h, wd, _ = x.shape
     ho, wo = dout.shape[1:3]
     dout2 = dout.reshape(-1, f)
-    db = dout2.sum(axis=0)
+    db = channel_sum(dout2)
     dw = None
     if need_dw:
-        dw = xp.zeros((kh * kw * c, f), dtype=dout.dtype)
-        for lo, hi in _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize):
-            cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1, kh, kw, stride)
-            dw += cols.T @ dout2[lo * ho * wo:hi * ho * wo]  # rebuilding cols beats keeping 70+ MB of them
-        dw = dw.reshape(w.shape)
+        partial = {}  # worker -> its running sum of dW^T (F, kh*kw*C); added in worker order: deterministic
+
+        def chunk(lo, hi, worker):
+            cols = _padded_cols(x[lo:hi], ("fwd", worker), h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+                                kh, kw, stride)  # rebuilding cols beats keeping 70+ MB of them
+            part = dout2[lo * ho * wo:hi * ho * wo].T @ cols  # dout^T @ cols: BLAS is faster this way round
+            if worker in partial:
+                partial[worker] += part
+            else:
+                partial[worker] = part
+
+        for_each_chunk(xp, _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize), chunk)
+        dw_t = partial[0]
+        for worker in range(1, len(partial)):
+            dw_t += partial[worker]
+        dw = dw_t.T.reshape(w.shape)
     dx = conv_input_grad(dout, w, x.shape, stride, padding) if need_dx else None
     return dx, dw, db
 
@@ -193,10 +218,13 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     n, h, wd, _ = x_shape
     w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(kh * kw * f, c)  # rot 180, swap in/out
     dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
-    for lo, hi in _chunks(xp, n, h * wd * kh * kw * f * dout.itemsize):
-        cols = _padded_cols(dout[lo:hi], "dx", h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding, stride,
-                            kh, kw, 1)
+
+    def chunk(lo, hi, worker):
+        cols = _padded_cols(dout[lo:hi], ("dx", worker), h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding,
+                            stride, kh, kw, 1)
         xp.matmul(cols, w_rot, out=dx[lo * h * wd:hi * h * wd])
+
+    for_each_chunk(xp, _chunks(xp, n, h * wd * kh * kw * f * dout.itemsize), chunk)
     return dx.reshape(x_shape)
 
 

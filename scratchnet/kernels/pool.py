@@ -13,6 +13,7 @@ exposes the windows without copying; otherwise each kernel offset adds its share
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..parallel import map_blocks
 from .conv import output_size, windows
 
 
@@ -51,17 +52,24 @@ def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
 
     Computed as a running np.maximum over the k*k offset views: k*k streaming passes over (N,Ho,Wo,C),
     much faster than reducing a 6-D strided window view (and rows/columns past the last window are skipped,
-    PyTorch's floor mode).
+    PyTorch's floor mode). On the CPU, blocks of images go to different threads.
     """
     stride = kernel if stride is None else stride
     _check_pool(x.shape, kernel, stride, "max_pool2d")
     xp = get_array_module(x)
+    n = x.shape[0]
     ho, wo = output_size(x.shape[1], kernel, stride, 0), output_size(x.shape[2], kernel, stride, 0)
-    out = _offset_view(x, 0, 0, ho, wo, stride).copy()
-    for u in range(kernel):
-        for v in range(kernel):
-            if u or v:
-                xp.maximum(out, _offset_view(x, u, v, ho, wo, stride), out=out)
+    out = xp.empty((n, ho, wo, x.shape[3]), dtype=x.dtype)
+
+    def block(lo, hi):
+        xb, ob = x[lo:hi], out[lo:hi]
+        ob[...] = _offset_view(xb, 0, 0, ho, wo, stride)
+        for u in range(kernel):
+            for v in range(kernel):
+                if u or v:
+                    xp.maximum(ob, _offset_view(xb, u, v, ho, wo, stride), out=ob)
+
+    map_blocks(xp, n, x[0].nbytes, block)
     return out, (x, out, kernel, stride)
 
 
@@ -70,27 +78,34 @@ def max_pool2d_backward(dout, cache):
 
     Visit the k*k window offsets in row-major order; at each, the inputs equal to the window's max that
     no earlier offset has claimed take the gradient. A loop over offsets, never over pixels; every step
-    works in place on reused boolean buffers. When windows do not overlap (stride >= kernel) each input
+    works in place on boolean buffers. When windows do not overlap (stride >= kernel) each input
     belongs to one window, so the product is written straight into dx's strided view.
+    On the CPU, blocks of images go to different threads.
     """
     x, out, kernel, stride = cache
     xp = get_array_module(dout)
     ho, wo = out.shape[1:3]
-    dx = xp.zeros(x.shape, dtype=dout.dtype)
-    claimed = xp.zeros(out.shape, dtype=bool)
-    take = xp.empty(out.shape, dtype=bool)
+    dx = xp.empty(x.shape, dtype=dout.dtype)
     last = (kernel - 1, kernel - 1)
-    for u in range(kernel):
-        for v in range(kernel):
-            xp.equal(_offset_view(x, u, v, ho, wo, stride), out, out=take)
-            xp.greater(take, claimed, out=take)  # take & ~claimed, for booleans, in one pass
-            if (u, v) != last:
-                claimed |= take
-            dx_view = _offset_view(dx, u, v, ho, wo, stride)
-            if stride >= kernel:
-                xp.multiply(dout, take, out=dx_view)  # no overlap: write, no read-modify-write
-            else:
-                dx_view += dout * take  # overlapping windows: gradients accumulate
+
+    def block(lo, hi):
+        xb, ob, gb, dxb = x[lo:hi], out[lo:hi], dout[lo:hi], dx[lo:hi]
+        dxb[...] = 0
+        claimed = xp.zeros(ob.shape, dtype=bool)
+        take = xp.empty(ob.shape, dtype=bool)
+        for u in range(kernel):
+            for v in range(kernel):
+                xp.equal(_offset_view(xb, u, v, ho, wo, stride), ob, out=take)
+                xp.greater(take, claimed, out=take)  # take & ~claimed, for booleans, in one pass
+                if (u, v) != last:
+                    claimed |= take
+                dx_view = _offset_view(dxb, u, v, ho, wo, stride)
+                if stride >= kernel:
+                    xp.multiply(gb, take, out=dx_view)  # no overlap: write, no read-modify-write
+                else:
+                    dx_view += gb * take  # overlapping windows: gradients accumulate
+
+    map_blocks(xp, dout.shape[0], x[0].nbytes, block)
     return dx
 
 

@@ -1,0 +1,200 @@
+"""CPU threads (scratchnet.parallel): the scheduling contract, determinism, and every threaded kernel
+against its single-threaded reference with the threaded path forced on small arrays."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from scratchnet import parallel
+from scratchnet.kernels import activation as act_k
+from scratchnet.kernels import conv as conv_k
+from scratchnet.kernels import norm as norm_k
+from scratchnet.kernels import pool as pool_k
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """Force the threaded path everywhere: 3 workers (more than the cores, uneven splits), no size floor,
+    tiny cache blocks and conv chunks. The thread count is restored afterwards."""
+    saved = parallel.num_threads()
+    parallel.set_num_threads(3)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(act_k, "CACHE_BLOCK_BYTES", 64)
+    monkeypatch.setattr(conv_k, "CHUNK_BYTES", 2000)
+    yield 3
+    parallel.set_num_threads(saved)
+
+
+def test_for_each_chunk_runs_every_range_once_on_its_worker(threads):
+    ranges = parallel.split(17, 7)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 17
+    assert all(hi > lo for lo, hi in ranges) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    seen, names, lock = [], set(), threading.Lock()
+
+    def fn(lo, hi, worker):
+        with lock:
+            seen.append((lo, hi, worker))
+            names.add(threading.current_thread().name)
+
+    assert parallel.for_each_chunk(np, ranges, fn) == 3
+    assert sorted((lo, hi) for lo, hi, _ in seen) == ranges
+    for lo, hi, worker in seen:  # round-robin: range k goes to worker k mod T
+        assert worker == ranges.index((lo, hi)) % 3
+    assert all(name.startswith("scratchnet") for name in names)
+
+
+def test_for_each_chunk_in_order_when_single_threaded_or_nested(threads):
+    calls = []
+    parallel.set_num_threads(1)
+    assert parallel.for_each_chunk(np, [(0, 1), (1, 2)], lambda lo, hi, w: calls.append((lo, w))) == 1
+    assert calls == [(0, 0), (1, 0)]
+    parallel.set_num_threads(3)
+    inner = []
+
+    def outer(lo, hi, worker):  # a kernel called from inside a worker must not wait on the busy pool
+        inner.append(parallel.for_each_chunk(np, [(0, 1), (1, 2)], lambda a, b, w: None))
+
+    parallel.for_each_chunk(np, parallel.split(6, 3), outer)
+    assert inner == [1, 1, 1]
+
+
+def test_for_each_chunk_reraises_a_worker_error(threads):
+    def fn(lo, hi, worker):
+        if lo == 2:
+            raise ArithmeticError("boom in chunk 2")
+
+    with pytest.raises(ArithmeticError, match="boom in chunk 2"):
+        parallel.for_each_chunk(np, parallel.split(5, 5), fn)
+
+
+def test_sum_blocks_adds_in_block_order(threads):
+    x = np.random.default_rng(0).standard_normal((1001, 7))
+    total = parallel.sum_blocks(np, 1001, x[0].nbytes, lambda lo, hi: x[lo:hi].sum(axis=0))
+    np.testing.assert_allclose(total, x.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(norm_k.channel_sum(x), x.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        parallel.set_num_threads(bad)
+
+
+def test_bad_thread_count_in_environment_is_named(monkeypatch):
+    monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="SCRATCHNET_NUM_THREADS.*'two'"):
+        parallel._default_threads()
+    monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_is_single_threaded_only_while_our_threads_run(threads):
+    parallel.set_num_threads(1)
+    before = _blas_threads()
+    parallel.set_num_threads(3)
+    parallel.for_each_chunk(np, parallel.split(4, 4), lambda lo, hi, w: None)
+    assert all(n == 1 for n in _blas_threads())
+    parallel.set_num_threads(1)
+    assert _blas_threads() == before
+
+
+def test_threaded_conv_is_deterministic_and_equals_one_thread(threads, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 9, 8, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 5, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+
+    def run():
+        out, cache = conv_k.conv2d_forward(x, w, b, 1, 1)
+        dout = np.cos(out)
+        return (out, *conv_k.conv2d_backward(dout, cache))
+
+    first, second = run(), run()
+    for a, c in zip(first, second):  # same thread count: the same bits
+        np.testing.assert_array_equal(a, c)
+    parallel.set_num_threads(1)
+    for a, c in zip(first, run()):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 4, 6), (1, 7)])
+def test_threaded_activations_equal_reference(shape, threads):
+    x = np.random.default_rng(2).standard_normal(shape) * 3
+    x[0, 0] = 0.0
+    dout = np.random.default_rng(3).standard_normal(shape)
+    for src in (x, x.T.copy().T):  # contiguous and a non-contiguous (Fortran-order) input
+        out, cache = act_k.relu_forward(src)
+        ref, ref_cache = act_k.relu_forward_reference(src)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(act_k.relu_backward(dout, cache), act_k.relu_backward_reference(dout, ref_cache))
+        out, cache = act_k.gelu_forward(src)
+        ref, ref_cache = act_k.gelu_forward_reference(src)
+        np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(act_k.gelu_backward(dout, cache), act_k.gelu_backward_reference(dout, ref_cache),
+                                   rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("k,s", [(2, 2), (3, 2), (2, 3)])
+def test_threaded_max_pool_equals_reference(k, s, threads):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 2, (5, 7, 9, 3)).astype(np.float64)  # ties everywhere
+    out, cache = pool_k.max_pool2d_forward(x, k, s)
+    ref, ref_cache = pool_k.max_pool2d_forward_reference(x, k, s)
+    np.testing.assert_array_equal(out, ref)
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(pool_k.max_pool2d_backward(dout, cache),
+                               pool_k.max_pool2d_backward_reference(dout, ref_cache), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_threaded_batch_norm_equals_reference(training, threads):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 7, 6)) * 0.5 + 40.0 * rng.standard_normal(6)
+    g, b, dout = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(x.shape)
+    fast_stats, ref_stats = [np.full(6, 0.3), np.full(6, 2.0)], [np.full(6, 0.3), np.full(6, 2.0)]
+    out, cache = norm_k.batchnorm_forward(x, g, b, *fast_stats, training)
+    ref, ref_cache = norm_k.batchnorm_forward_reference(x, g, b, *ref_stats, training)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    for a, r in zip(fast_stats, ref_stats):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    for fast, slow in zip(norm_k.batchnorm_backward(dout, cache), norm_k.batchnorm_backward_reference(dout, ref_cache)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
+
+
+FAULTS_SCRIPT = textwrap.dedent("""
+    import resource, numpy as np
+    from scratchnet.kernels import conv
+    x = np.ones((64, 32, 32, 3), np.float32); w = np.ones((11, 11, 3, 64), np.float32)
+    def step():
+        out, cache = conv.conv2d_forward(x, w, None)
+        return out + 1.0  # a fresh 8 MB array, freed at once, as activations are in a training step
+    step(); step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt tuning is glibc-only")
+def test_malloc_tuning_stops_page_faults_on_reused_activation_memory():
+    """With the tuning on, a repeated step reuses freed memory (few page faults); with
+    SCRATCHNET_MALLOC_TUNING=0, glibc maps and unmaps the big arrays every time (thousands)."""
+    def faults(setting):
+        env = {**os.environ, "SCRATCHNET_MALLOC_TUNING": setting}
+        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True)
+        return int(run.stdout.strip())
+
+    tuned, untuned = faults("1"), faults("0")
+    assert untuned > 2000, untuned
+    assert tuned < untuned / 10, (tuned, untuned)
