@@ -287,18 +287,36 @@ def discussion(r: dict) -> str:
             f"show oriented edges and colour blobs, the low-level features every CNN learns first.")
 
 
+def read_weights(path: Path) -> dict:
+    """The arrays of a weights .npz, or one clear UserError naming the file."""
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; expected a .npz saved by this script")
+    try:
+        return load_npz(path)
+    except Exception as e:
+        raise UserError(f"weights file {path} is not a readable .npz ({type(e).__name__})") from None
+
+
+def check_inputs(args) -> None:
+    """Every check that needs no data, before the data is loaded: bad input fails in a second."""
+    if args.backend == "cupy":
+        from scratchnet.backend import array_module
+        array_module("cupy")
+    if args.backend == "torch" and args.model == "better":
+        make_learner("better", "torch", None)  # raises the one-line error
+    if args.eval_only:
+        read_weights(args.weights)
+    if args.model == "better" and args.ablation is not None:
+        better_extras(args.ablation)
+
+
 def eval_only(args, data) -> dict:
     from scratchnet.train import evaluate
     from scratchnet.data.augment import channel_stats
     model = args.model
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    if not args.weights.is_file():
-        raise UserError(f"weights file {args.weights} does not exist; expected a .npz saved by this script")
-    try:
-        weights = load_npz(args.weights)
-    except Exception as e:
-        raise UserError(f"weights file {args.weights} is not a readable .npz ({type(e).__name__})") from None
+    weights = read_weights(args.weights)
     learner = make_learner(model, args.backend, config_for(args, model))
     try:
         learner.load_weights(weights)
@@ -358,9 +376,7 @@ def main(argv=None):
     if args.compare:
         compare(args.compare, args.out)
         return 0
-    if args.backend == "cupy":
-        from scratchnet.backend import array_module
-        array_module("cupy")  # fail fast, one line, before loading data
+    check_inputs(args)
     data = load_data(args)
     if args.eval_only:
         eval_only(args, data)

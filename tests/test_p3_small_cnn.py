@@ -125,7 +125,10 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
     (["--model", "better", "--eval-only", "--weights", "weights/p3_better.npz", "--ablation", "README.md",
       "--limit-per-class", "2"], "is not the ablation.json"),
 ])
-def test_bad_input_is_one_line_and_exit_2(repo_root, tmp_path, args, needle):
+def test_bad_input_is_one_line_and_exit_2(repo_root, data_root, tmp_path, args, needle):
+    has_cifar = (data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()
+    if needle == "fewer than one batch" and not has_cifar:
+        pytest.skip("this check needs CIFAR-10 under the data root")  # every other case fails before loading data
     r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)  # never write into the repo
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert needle in r.stderr and "Traceback" not in r.stderr
