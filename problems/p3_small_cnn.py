@@ -33,7 +33,7 @@ ALL_MODELS = MODELS + ("better",)     # part 3
 RECIPES = {
     "small": dict(epochs=15, batch_size=128, lr=0.02),
     "small_bn": dict(epochs=15, batch_size=128, lr=0.2),
-    "better": dict(epochs=7, batch_size=512, lr=0.8, label_smoothing=0.2, crop_padding=2, crop_mode="reflect",
+    "better": dict(epochs=12, batch_size=512, lr=0.8, label_smoothing=0.2, crop_padding=2, crop_mode="reflect",
                    flip_mode="alternating", ema_decay=0.98, tta=2),
 }
 ARCHITECTURE = {

@@ -12,8 +12,9 @@ On a GPU (cupy arrays) everything runs in order on the calling thread: the GPU i
 
 While these threads are in use, numpy's BLAS runs single-threaded in the whole process: scratchnet
 splits its GEMMs itself, and a multi-threaded BLAS call anywhere (a linear layer, batch norm's sums)
-would leave BLAS worker threads spin-waiting for ~0.1 s afterwards, fighting our threads for the cores
-(measured: the batch-norm CNN's step took 1.5x as long). `set_num_threads(1)` gives the BLAS its threads back.
+leaves OpenBLAS's worker threads spin-waiting for more work for a while afterwards, fighting our threads
+for the cores (measured: with batch norm's sums on a 2-thread BLAS, the batch-norm CNN's step took 1.5x
+as long). `set_num_threads(1)` gives the BLAS its threads back.
 
 Memory: numpy takes every array from malloc, and glibc hands big ones out as fresh mmap'd pages and
 unmaps them on free, so each training step page-faults its activations in again (~6000 faults and ~30 ms
