@@ -10,18 +10,21 @@ Deterministic: chunk k always goes to worker k mod T, and the callers add per-wo
 worker order, so the same thread count gives the same bits on every run.
 On a GPU (cupy arrays) everything runs in order on the calling thread: the GPU is the parallel part.
 
-While these threads are in use, numpy's BLAS runs single-threaded in the whole process: scratchnet
-splits its GEMMs itself, and a multi-threaded BLAS call anywhere (a linear layer, batch norm's sums)
-leaves OpenBLAS's worker threads spin-waiting for more work for a while afterwards, fighting our threads
-for the cores (measured: with batch norm's sums on a 2-thread BLAS, the batch-norm CNN's step took 1.5x
-as long). `set_num_threads(1)` gives the BLAS its threads back.
+From the first threaded call until `set_num_threads(1)`, numpy's BLAS runs single-threaded in the whole
+process (the BLAS libraries loaded by then; your own numpy work in that time too): scratchnet splits its
+GEMMs itself, and a multi-threaded BLAS call anywhere (a linear layer, batch norm's sums) leaves
+OpenBLAS's worker threads spin-waiting for more work for a while afterwards, fighting our threads for the
+cores (measured: with batch norm's sums on a 2-thread BLAS, the batch-norm CNN's step took 1.5x as long).
 
 Memory: numpy takes every array from malloc, and glibc hands big ones out as fresh mmap'd pages and
 unmaps them on free, so each training step page-faults its activations in again (~6000 faults and ~30 ms
-of kernel time per step of the small CNN at batch 128). On first use the CPU kernels switch glibc to
-keep freed memory and serve big arrays from its heap (`mallopt`; measured: the small CNN's step 204-216 ->
-174-178 ms, the airbench-style step 5.9 -> 4.7 s). The price: the process keeps up to 2 GB of freed
-memory for reuse instead of returning it. $SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
+of kernel time per step of the small CNN at batch 128). On first use the CPU kernels tell glibc not to
+mmap (M_MMAP_MAX = 0) and to trim the top of its heap only past 2 GB of free space (`mallopt`), so the
+main thread's big arrays come from the heap and freed ones are reused (measured: the small CNN's step
+204-216 -> 174-178 ms, the airbench-style step 5.9 -> 4.7 s). The price: freed memory stays with the
+process (the peak of a run stays resident) instead of going back to the system. Worker threads keep
+their temporaries small (blocks of a few MB), which their own malloc arenas serve without faults.
+$SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
 
 The thread count is `len(os.sched_getaffinity(0))` (the cores this process may use), or
 $SCRATCHNET_NUM_THREADS, or `set_num_threads(n)`; 1 turns the threads off.
@@ -32,7 +35,7 @@ import ctypes
 import os
 import platform
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from .backend import on_cpu
 
@@ -41,6 +44,7 @@ _pool: ThreadPoolExecutor | None = None
 _blas_limit = None                # threadpoolctl's limiter holding the BLAS at 1 thread while ours run
 _malloc_tuned = False            # set once glibc's allocator has been told to keep freed memory
 _in_worker = threading.local()    # set inside pool threads: a nested call runs in order instead of deadlocking
+_lock = threading.Lock()          # guards creating and replacing the pool
 
 
 def _default_threads() -> int:
@@ -72,25 +76,27 @@ def set_num_threads(n: int) -> None:
     global _num_threads, _pool, _blas_limit
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
-    if _pool is not None and int(n) != _num_threads:
-        _pool.shutdown(wait=True)
-        _pool = None
-    if _blas_limit is not None and int(n) == 1:
-        _blas_limit.restore_original_limits()
-        _blas_limit = None
-    _num_threads = int(n)
+    with _lock:
+        if _pool is not None and int(n) != _num_threads:
+            _pool.shutdown(wait=True)
+            _pool = None
+        if _blas_limit is not None and int(n) == 1:
+            _blas_limit.restore_original_limits()
+            _blas_limit = None
+        _num_threads = int(n)
 
 
 def _start_threads():
     """The worker pool, created on first use, and the process-wide single-threaded BLAS (see above)."""
     global _pool, _blas_limit
-    if _blas_limit is None:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - only the threaded CPU path needs it
-        _blas_limit = ThreadpoolController().select(user_api="blas").limit(limits=1)
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="scratchnet",
-                                   initializer=_mark_worker)
-    return _pool
+    with _lock:
+        if _blas_limit is None:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - only the threaded CPU path needs it
+            _blas_limit = ThreadpoolController().select(user_api="blas").limit(limits=1)
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="scratchnet",
+                                       initializer=_mark_worker)
+        return _pool
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h> mallopt parameters
@@ -136,8 +142,9 @@ def for_each_chunk(xp, ranges, fn) -> int:
             fn(lo, hi, k)
 
     futures = [pool.submit(work, k) for k in range(threads)]
+    wait(futures)  # every worker has stopped writing before anything, even an error, reaches the caller
     for f in futures:
-        f.result()
+        f.result()  # re-raises the first worker's exception, in worker order
     return threads
 
 
@@ -169,9 +176,9 @@ def map_blocks(xp, n: int, bytes_per_item: int, fn, max_block_bytes: int | None 
     for_each_chunk(xp, blocks(xp, n, bytes_per_item, max_block_bytes), lambda lo, hi, worker: fn(lo, hi))
 
 
-def sum_blocks(xp, n: int, bytes_per_item: int, fn):
+def sum_blocks(xp, n: int, bytes_per_item: int, fn, max_block_bytes: int | None = None):
     """sum over the blocks of range(n) of fn(lo, hi): computed in parallel, added in block order."""
-    ranges = blocks(xp, n, bytes_per_item)
+    ranges = blocks(xp, n, bytes_per_item, max_block_bytes)
     parts = {}
 
     def run(lo, hi, worker):

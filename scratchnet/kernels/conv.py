@@ -21,6 +21,8 @@ Two implementations live here:
 """
 from __future__ import annotations
 
+import threading
+
 from ..backend import get_array_module, on_cpu
 from ..parallel import for_each_chunk, num_threads, split
 from .norm import channel_sum
@@ -85,26 +87,34 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
 # The chunks are shared out between CPU threads (`parallel.for_each_chunk`), each with its own buffers.
 # On a GPU the whole batch is one chunk: its memory pool and bandwidth make chunking pointless.
 CHUNK_BYTES = 2 << 20          # im2col rows per chunk ~ this many bytes (tests shrink it to force chunking)
-_buffers: dict = {}            # reused scratch arrays, keyed by purpose, shape, dtype and zero pattern
+_buffers: dict = {}            # reused scratch arrays, keyed by thread, purpose, shape, dtype and zero pattern
+MAX_BUFFERS = 256              # past this many (e.g. many batch sizes over a long session) start afresh
 
 
 def _scratch(xp, key, shape, dtype):
-    """A reused zero-initialised buffer (numpy); cupy's memory pool already recycles, so allocate there."""
+    """A reused zero-initialised buffer (numpy) of the calling thread; cupy's memory pool already recycles.
+
+    Keyed by thread, so that threads running kernels at the same time (our workers, or a user's own
+    threads) never share a buffer.
+    """
     if not on_cpu(xp):
         return xp.zeros(shape, dtype=dtype)
-    full_key = (key, tuple(shape), xp.dtype(dtype).str)
+    full_key = (threading.get_ident(), key, tuple(shape), xp.dtype(dtype).str)
     buf = _buffers.get(full_key)
     if buf is None:
+        if len(_buffers) >= MAX_BUFFERS:
+            _buffers.clear()  # callers hold their own references, so buffers in use stay valid
         buf = _buffers[full_key] = xp.zeros(shape, dtype=dtype)
     return buf
 
 
 def _chunks(xp, n: int, bytes_per_image: int):
-    """(lo, hi) image ranges that each make an im2col chunk of about CHUNK_BYTES (at most).
+    """(lo, hi) image ranges whose im2col chunks are about CHUNK_BYTES each (at least one image each).
 
-    On the CPU the number of chunks is a multiple of the thread count, so every thread gets equal work.
+    A batch whose columns fit in one chunk is one chunk. Otherwise, on the CPU, the number of chunks is a
+    multiple of the thread count, so that every thread gets equal work.
     """
-    if not on_cpu(xp):
+    if not on_cpu(xp) or n * bytes_per_image <= CHUNK_BYTES:
         return [(0, n)]
     threads = num_threads()
     per_round = max(1, threads * CHUNK_BYTES // max(1, bytes_per_image))  # images per round of T chunks
@@ -157,7 +167,7 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
     out = xp.empty((n * ho * wo, f), dtype=xp.result_type(x.dtype, w.dtype))
 
     def chunk(lo, hi, worker):
-        cols = _padded_cols(x[lo:hi], ("fwd", worker), h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+        cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
                             kh, kw, stride)
         rows = xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
         if b is not None:
@@ -187,7 +197,7 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
         partial = {}  # worker -> its running sum of dW^T (F, kh*kw*C); added in worker order: deterministic
 
         def chunk(lo, hi, worker):
-            cols = _padded_cols(x[lo:hi], ("fwd", worker), h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+            cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
                                 kh, kw, stride)  # rebuilding cols beats keeping 70+ MB of them
             part = dout2[lo * ho * wo:hi * ho * wo].T @ cols  # dout^T @ cols: BLAS is faster this way round
             if worker in partial:
@@ -199,7 +209,7 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
         dw_t = partial[0]
         for worker in range(1, len(partial)):
             dw_t += partial[worker]
-        dw = dw_t.T.reshape(w.shape)
+        dw = xp.ascontiguousarray(dw_t.T, dtype=dout.dtype).reshape(w.shape)
     dx = conv_input_grad(dout, w, x.shape, stride, padding) if need_dx else None
     return dx, dw, db
 
@@ -220,7 +230,7 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
 
     def chunk(lo, hi, worker):
-        cols = _padded_cols(dout[lo:hi], ("dx", worker), h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding,
+        cols = _padded_cols(dout[lo:hi], "dx", h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding,
                             stride, kh, kw, 1)
         xp.matmul(cols, w_rot, out=dx[lo * h * wd:hi * h * wd])
 

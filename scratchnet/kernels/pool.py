@@ -69,7 +69,7 @@ def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
                 if u or v:
                     xp.maximum(ob, _offset_view(xb, u, v, ho, wo, stride), out=ob)
 
-    map_blocks(xp, n, x[0].nbytes, block)
+    map_blocks(xp, n, x.nbytes // max(n, 1), block)
     return out, (x, out, kernel, stride)
 
 
@@ -105,7 +105,7 @@ def max_pool2d_backward(dout, cache):
                 else:
                     dx_view += gb * take  # overlapping windows: gradients accumulate
 
-    map_blocks(xp, dout.shape[0], x[0].nbytes, block)
+    map_blocks(xp, dout.shape[0], x.nbytes // max(x.shape[0], 1), block)
     return dx
 
 
