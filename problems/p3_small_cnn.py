@@ -6,7 +6,8 @@
     python problems/p3_small_cnn.py --compare A/results.json B/results.json [--out DIR]
 
 With no arguments it trains both networks with scratchnet-numpy (parts 1 and 2) and draws the
-with/without batch-norm loss plot. Per model it writes to DIR (default results/p3/<model>/):
+with/without batch-norm loss plot. Per model it writes to DIR/<model>/ with --model both (the default;
+DIR defaults to results/p3), or to DIR itself for a single model:
 results.json, loss.png, filters.png (all 64 first-layer 11x11x3 filters, 4 x 16), weights.npz and a
 checkpoint after every epoch (--resume continues from it with identical results).
 `--backend torch` trains the identical network in PyTorch on the same batches: a reference only.
