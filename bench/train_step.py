@@ -40,6 +40,7 @@ import scratchnet as sn  # noqa: E402
 from scratchnet import functional as F  # noqa: E402
 from scratchnet import models, optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
+from problems.common.cli import positive_int  # noqa: E402
 from problems.common.torch_reference import torch_twin  # noqa: E402
 
 NETS = {"small": (lambda: models.small_cnn(False), 128),
@@ -170,10 +171,10 @@ def torch_alone_ms(name, steps, threads):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
-    p.add_argument("--rounds", type=int, default=4, help="turns per side and net, 3 timed steps each (median "
+    p.add_argument("--rounds", type=positive_int, default=4, help="turns per side and net, 3 timed steps each (median "
                    "reported); halved for the batch-512/1024 nets")
-    p.add_argument("--threads", type=int, default=2, help="threads for both: torch's intra-op pool and scratchnet's "
-                   "CPU kernels (scratchnet.parallel)")
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_step.json")
     p.add_argument("--torch-alone", choices=[n for n in NETS if n != "better"], help="internal: time only "
                    "PyTorch's step for this net, --rounds timed steps, and print it as JSON")
@@ -201,7 +202,9 @@ def main():
         y = rng.integers(0, 10, batch)
         rounds = max(1, args.rounds if batch <= 256 else args.rounds // 2)
         sn_step = sgd_step_scratchnet(net, x, y)
-        pair = {"scratchnet": sn_step} if name == "better" else {"scratchnet": sn_step, "torch": sgd_step_torch(net, x, y)}
+        pair = {"scratchnet": sn_step}
+        if name != "better":
+            pair["torch"] = sgd_step_torch(net, x, y)
         ms = median_ms(pair, rounds)
         sn_ms, torch_ms = ms["scratchnet"], ms.get("torch")
         per_op = profile_ops(sn_step)
@@ -231,7 +234,8 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__,
-            "threads": args.threads, "timing": "median of steps timed in alternating rounds", "load_average_at_start": os.getloadavg()[0]}
+            "threads": args.threads, "timing": "median of steps timed in alternating rounds",
+            "load_average_at_start": os.getloadavg()[0]}
     args.out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
     print(f"\nwrote {args.out}")
 

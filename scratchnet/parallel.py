@@ -37,7 +37,7 @@ import platform
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from .backend import on_cpu
+from .backend import BackendError, on_cpu
 
 _num_threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -53,9 +53,9 @@ def _default_threads() -> int:
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"SCRATCHNET_NUM_THREADS must be a positive integer, got {env!r}") from None
+            raise BackendError(f"SCRATCHNET_NUM_THREADS must be a positive integer, got {env!r}") from None
         if n < 1:
-            raise ValueError(f"SCRATCHNET_NUM_THREADS must be a positive integer, got {env!r}")
+            raise BackendError(f"SCRATCHNET_NUM_THREADS must be a positive integer, got {env!r}")
         return n
     try:
         return len(os.sched_getaffinity(0))

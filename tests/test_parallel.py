@@ -12,6 +12,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from scratchnet import parallel
+from scratchnet.backend import BackendError
 from scratchnet.kernels import activation as act_k
 from scratchnet.kernels import conv as conv_k
 from scratchnet.kernels import norm as norm_k
@@ -101,7 +102,8 @@ def test_kernels_called_from_concurrent_workers_do_not_share_buffers(threads):
 
     parallel.for_each_chunk(np, parallel.split(24, 24), fn)
     for i, x in enumerate(xs):
-        np.testing.assert_allclose(outs[i], conv_k.conv2d_forward_reference(x, w, None, 1, 1)[0], rtol=1e-10, atol=1e-10)
+        ref = conv_k.conv2d_forward_reference(x, w, None, 1, 1)[0]
+        np.testing.assert_allclose(outs[i], ref, rtol=1e-10, atol=1e-10)
 
 
 def test_threaded_kernels_keep_float32_and_accept_empty_batches(threads):
@@ -147,7 +149,7 @@ def test_set_num_threads_rejects_bad_values(bad):
 
 def test_bad_thread_count_in_environment_is_named(monkeypatch):
     monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "two")
-    with pytest.raises(ValueError, match="SCRATCHNET_NUM_THREADS.*'two'"):
+    with pytest.raises(BackendError, match="SCRATCHNET_NUM_THREADS.*'two'"):
         parallel._default_threads()
     monkeypatch.setenv("SCRATCHNET_NUM_THREADS", "3")
     assert parallel._default_threads() == 3
