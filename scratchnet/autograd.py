@@ -39,7 +39,10 @@ def is_grad_enabled() -> bool:
 
 
 def _as_array(data, dtype=None):
-    """Wrap Python numbers/lists as arrays of the default float dtype; keep numpy/cupy arrays as they are."""
+    """Wrap Python numbers/lists as arrays of the default float dtype; keep numpy/cupy arrays (and numpy
+    scalars, e.g. a float64 array's .sum()) as they are."""
+    if isinstance(data, np.generic):  # numpy's full reductions return scalars: keep their dtype, as for arrays
+        data = np.asarray(data)
     xp = get_array_module(data)
     if isinstance(data, xp.ndarray):
         return data if dtype is None else data.astype(dtype, copy=False)

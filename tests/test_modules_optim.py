@@ -263,3 +263,19 @@ def test_float32_stays_float32_through_a_training_step(bn):
         assert p.grad.dtype == np.float32 and p.data.dtype == np.float32, name
     for name, b in net.named_buffers():
         assert b.dtype == np.float32, name
+
+
+def test_full_reductions_keep_float64_under_the_float32_default():
+    """numpy's x.sum() is a numpy scalar, not an array: it must keep x's dtype like any array result
+    (it used to become float32, so float64 checks through a .sum() lost precision; CuPy was unaffected)."""
+    assert sn.backend.default_dtype() is np.float32
+    x = sn.Tensor(np.linspace(0.1, 1.0, 6).reshape(2, 3), requires_grad=True)
+    s = (x * x).sum()
+    assert s.dtype == np.float64 and isinstance(s.data, np.ndarray)
+    s.backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad, 2 * x.data)
+    bn = nn.BatchNorm2d(3, dtype=np.float64)
+    y = sn.Tensor(np.random.default_rng(0).standard_normal((2, 2, 2, 3)), requires_grad=True)
+    bn(y).sum().backward()
+    assert y.grad.dtype == np.float64 and np.abs(y.grad).max() < 1e-12  # exactly ~0 in float64, not 1e-8
