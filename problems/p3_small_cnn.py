@@ -10,7 +10,8 @@ with/without batch-norm loss plot. Per model it writes to DIR/<model>/ with --mo
 DIR defaults to results/p3), or to DIR itself for a single model:
 results.json, loss.png, filters.png (all 64 first-layer 11x11x3 filters, 4 x 16), weights.npz and a
 checkpoint after every epoch (--resume continues from it with identical results).
-`--backend torch` trains the identical network in PyTorch on the same batches: a reference only.
+`--backend torch` trains the identical network in PyTorch on the same batches (on the GPU when PyTorch sees
+one, as --backend cupy would run): a reference only. results.json records the device (cpu or cuda).
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def parse_args(argv):
                    help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
     p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
                    help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 7)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 12)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
@@ -121,13 +122,20 @@ def load_data(args):
                                 progress=not args.no_progress)
 
 
+def device_of(learner) -> str:
+    """'cpu' or 'cuda': where the learner's arithmetic ran (epoch times mean little without it)."""
+    if hasattr(learner, "device"):  # the PyTorch reference
+        return learner.device
+    return "cpu" if learner.backend == "numpy" else "cuda"
+
+
 def make_learner(model: str, backend: str, config, data=None, **model_options):
     """The scratchnet network (numpy/cupy) or its PyTorch reference twin, behind one learner interface."""
     if backend == "torch":
         if model == "better":
             raise UserError("--backend torch has the part 1-2 networks only; use --backend numpy or cupy for better")
-        from problems.common.torch_reference import TorchLearner
-        return TorchLearner(model, config)
+        from problems.common.torch_reference import TorchLearner, default_device
+        return TorchLearner(model, config, device=default_device())
     from scratchnet import models
     from scratchnet.train import ScratchnetLearner
     if model == "better":
@@ -259,7 +267,8 @@ def train_one(args, model: str, data) -> dict:
     from dataclasses import asdict
     hist = asdict(history)
     results = {
-        "problem": "p3", "model": model, "backend": args.backend, "epochs": config.epochs, **hist,
+        "problem": "p3", "model": model, "backend": args.backend, "device": device_of(learner), "epochs": config.epochs,
+        **hist,
         "final_test_accuracy": hist["test_accuracy"][-1], "final_test_error": 1 - hist["test_accuracy"][-1],
         "seconds": sum(hist["epoch_seconds"]), "seconds_this_invocation": seconds,
         "command": command_line(), "hyperparameters": {k: v for k, v in asdict(config).items()},

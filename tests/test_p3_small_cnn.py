@@ -140,3 +140,17 @@ def test_cupy_backend_without_gpu_is_one_clear_line(repo_root):
     r = run_script("--backend", "cupy", cwd=repo_root)
     assert r.returncode == 2 and "cupy" in r.stderr.lower() and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_torch_reference_backend_runs_through_the_script(repo_root, tmp_path):
+    """--backend torch trains through the same loop (its learner takes the loop's tta argument) and
+    records where it ran; a tiny generated dataset, so no real data is needed."""
+    from cifar_helpers import make_pickles
+    make_pickles(tmp_path / "data", n_per_batch=16, n_test=20)
+    r = run_script("--backend", "torch", "--model", "small", "--epochs", "1", "--batch-size", "16",
+                   "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--no-progress",
+                   cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["backend"] == "torch" and res["device"] in ("cpu", "cuda") and len(res["test_accuracy"]) == 1
+    assert (tmp_path / "out" / "filters.png").is_file()

@@ -252,6 +252,11 @@ def evaluate(model: nn.Module, x_nhwc, y, batch_size: int = 500, device="cpu") -
     return total_loss / len(y), correct / len(y)
 
 
+def default_device() -> str:
+    """'cuda' where PyTorch sees a GPU (so the reference runs where a --backend cupy run would), else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class TorchLearner:
     """The PyTorch twin behind scratchnet.train's learner interface, so `fit` drives both identically.
 
@@ -284,9 +289,12 @@ class TorchLearner:
         return float(loss.detach()), int((logits.argmax(dim=1) == target).sum())
 
     @torch.no_grad()
-    def predict_logits(self, x):
+    def predict_logits(self, x, tta: int | None = None):
+        """Host logits in eval mode; tta as in scratchnet's learner (the same views, averaged)."""
+        from scratchnet.train import tta_logits
         self.model.eval()
-        return self.model(nhwc_to_nchw(x, self.device)).cpu().numpy()
+        level = getattr(self.config, "tta", 0) if tta is None else tta
+        return tta_logits(lambda v: self.model(nhwc_to_nchw(v, self.device)).cpu().numpy(), x, level)
 
     def weights(self) -> dict:
         return to_flat_dict(self.model, scratchnet_names(self.model_name))
