@@ -24,7 +24,7 @@ def cupy():
             import cupy as cp  # noqa: PLC0415 - lazy on purpose
         except ImportError as e:
             raise BackendError(
-                "backend 'cupy' needs the CuPy package (pip install cupy-cuda12x) and an NVIDIA GPU; "
+                "backend 'cupy' needs the CuPy package (pip install cupy-cuda12x or cupy-cuda13x, matching your CUDA) and an NVIDIA GPU; "
                 f"CuPy is not installed ({e}). Use backend 'numpy' on this machine.") from None
         try:
             n = cp.cuda.runtime.getDeviceCount()
@@ -61,10 +61,12 @@ def array_module(backend: str):
 
 def get_array_module(*arrays):
     """numpy or cupy, whichever owns the given arrays (numpy if none is a cupy array)."""
-    if _cupy is not None:
-        for a in arrays:
+    for a in arrays:
+        if _cupy is not None:
             if isinstance(a, _cupy.ndarray):
                 return _cupy
+        elif type(a).__module__.startswith("cupy"):  # made by cupy directly, before any scratchnet call
+            return cupy()
     return np
 
 
@@ -72,6 +74,24 @@ def on_cpu(xp) -> bool:
     """True when xp is numpy. CPU-only memory tricks (chunked im2col, reused scratch buffers) ask this
     instead of naming a library; on a GPU, cupy's memory pool and bandwidth make them pointless."""
     return xp is np
+
+
+def synchronize(xp) -> None:
+    """Wait until the GPU has finished all queued work (CuPy runs kernels asynchronously); no-op on numpy.
+    Timers call it on both sides of what they time, or they would time only the kernel launches."""
+    if not on_cpu(xp):
+        xp.cuda.Device().synchronize()
+
+
+def strided_view(x, shape, strides):
+    """A view of x with the given shape and strides (no copy), read-only where the library allows it.
+
+    NumPy's as_strided can mark the view read-only, which guards against writing through overlapping
+    windows; CuPy's has no such flag (its arrays are always writeable), so there the view is plain.
+    """
+    if on_cpu(get_array_module(x)):
+        return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    return _cupy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
 
 
 def backend_of(array) -> str:

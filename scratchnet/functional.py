@@ -372,7 +372,7 @@ class Conv2d(Function):
 
     def backward(self, g):
         dx, dw, db = _conv.conv2d_backward(g, self.cache, need_dx=self.needs_input_grad[0],
-                                           need_dw=self.needs_input_grad[1])
+                                           need_dw=self.needs_input_grad[1], need_db=self.has_bias)
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
 

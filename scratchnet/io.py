@@ -11,6 +11,8 @@ import tempfile
 
 import numpy as np
 
+from .backend import get_array_module, to_numpy
+
 
 def atomic_write(path, write_fn, mode="wb"):
     """Atomically write a file: `write_fn(f)` fills an open temporary file that then replaces `path`."""
@@ -38,8 +40,8 @@ def _to_jsonable(obj):
         return {str(k): _to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, np.ndarray) or get_array_module(obj) is not np:  # a cupy array or scalar: via the host
+        return to_numpy(obj).tolist()
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
@@ -52,8 +54,9 @@ def write_json(path, obj, indent=2):
 
 
 def save_npz(path, arrays: dict):
-    """Atomically save a dict of arrays to an uncompressed `.npz` file."""
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    """Atomically save a dict of arrays (host or GPU) to an uncompressed `.npz` file."""
+    host = {k: to_numpy(v) for k, v in arrays.items()}
+    atomic_write(path, lambda f: np.savez(f, **host))
 
 
 def load_npz(path) -> dict:
@@ -64,4 +67,4 @@ def load_npz(path) -> dict:
 
 def save_npy(path, array):
     """Atomically save one array to a `.npy` file (readable with `np.load(path)`, no pickle)."""
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(to_numpy(array)), allow_pickle=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import nn
+from .backend import backend_of, to_backend, to_numpy
 
 
 def _rngs(seed, n):
@@ -64,7 +65,7 @@ def patch_whitening_filters(images, kernel: int = 2, eps: float = 5e-4, max_patc
     keeps both signs of every component.
     """
     from .kernels.conv import windows
-    x = np.asarray(images, dtype=np.float64)
+    x = to_numpy(images).astype(np.float64, copy=False)
     n, h, w, c = x.shape
     win = windows(x, kernel, kernel, 1)                       # (N, H-k+1, W-k+1, k, k, C)
     patches = win.reshape(-1, kernel * kernel * c)
@@ -85,10 +86,10 @@ def dirac_init(conv, scale: float = 1.0):
     A stack of such convs starts close to the identity, so signals and gradients pass even when deep."""
     k, _, c_in, c_out = conv.weight.shape
     m = min(c_in, c_out)
-    w = np.array(conv.weight.data)
+    w = to_numpy(conv.weight.data).copy()
     w[:, :, :, :m] = 0.0
     w[k // 2, k // 2, np.arange(m), np.arange(m)] = scale
-    conv.weight.data = w.astype(conv.weight.dtype)
+    conv.weight.data = to_backend(w.astype(conv.weight.dtype), backend_of(conv.weight.data))  # stays where it was
     return conv
 
 
@@ -112,7 +113,7 @@ def better_net(whitening=None, widths=(64, 256, 256), num_classes: int = 10, see
     r = _rngs(seed, 2 + 2 * len(widths))
     whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True, rng=r[0])
     if whitening is not None:
-        whiten.weight.data = np.asarray(whitening, dtype=whiten.weight.dtype)
+        whiten.weight.data = to_numpy(whitening).astype(whiten.weight.dtype)  # built on the host; .to() moves it
     if not train_whitening:
         nn.freeze(whiten, "weight")  # fixed whitening: saved with the model, never trained
     layers = [("whiten", whiten), ("act0", nn.GELU())]

@@ -100,7 +100,10 @@ class Module:
 
     # --- devices and saving ----------------------------------------------------------------------
     def to(self, backend: str):
-        """Move every parameter and buffer to 'numpy' (host) or 'cupy' (GPU), in place; returns self."""
+        """Move every parameter and buffer to 'numpy' (host) or 'cupy' (GPU), in place; returns self.
+
+        Move the model before making its optimizer or EMA: their state arrays (momentum, averages) are
+        created beside the parameters and do not move with them."""
         array_module(backend)  # fails early, with one clear error, if the backend is unavailable
         for m in self.modules():
             for value in vars(m).values():  # parameters and frozen tensors (e.g. a fixed BN scale)

@@ -68,7 +68,7 @@ def filter_grid(weights_hwio, rows: int = 4, cols: int = 16, upscale: int = 4, g
 def save_image(path, image) -> None:
     """Atomically save an RGB image (float in [0, 1] or uint8, (H, W, 3)) as PNG."""
     from PIL import Image  # noqa: PLC0415
-    img = np.asarray(image)
+    img = to_numpy(image)
     if img.dtype != np.uint8:
         img = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
     buf = _io.BytesIO()

@@ -78,3 +78,191 @@ def test_training_steps_match_numpy():
         assert net.backend == backend
     for k in weights[0]:
         np.testing.assert_allclose(weights[1][k], weights[0][k], rtol=2e-3, atol=2e-4, err_msg=k)
+
+
+# --- the fast kernels, the P3 part 3 net, optimisers, data pipeline and the P3 script on the GPU ---------
+
+def test_activation_kernels_match_numpy():
+    from scratchnet.kernels import activation as act
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 7, 4)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    cp = sn.backend.cupy()
+    for fwd, bwd in ((act.relu_forward, act.relu_backward), (act.gelu_forward, act.gelu_backward)):
+        out_np, cache_np = fwd(x)
+        out_cp, cache_cp = fwd(cp.asarray(x))
+        assert isinstance(out_cp, cp.ndarray) and out_cp.dtype == np.float32
+        np.testing.assert_allclose(cp.asnumpy(out_cp), out_np, rtol=1e-6, atol=1e-6, err_msg=fwd.__name__)
+        dx_cp = bwd(cp.asarray(g), cache_cp)
+        np.testing.assert_allclose(cp.asnumpy(dx_cp), bwd(g, cache_np), rtol=1e-5, atol=1e-6,
+                                   err_msg=bwd.__name__)
+
+
+def test_gelu_and_batch_norm_eval_match_numpy():
+    (o1, g1), (o2, g2) = both(F.gelu, [np.random.default_rng(4).standard_normal((2, 3, 5, 4))])
+    np.testing.assert_allclose(o2, o1, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(g2[0], g1[0], rtol=1e-9, atol=1e-12)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 4, 6))
+    outs = []
+    for backend in ("numpy", "cupy"):
+        with sn.backend.default_dtype_as(np.float64):
+            bn = sn.nn.BatchNorm2d(6).to(backend)
+        bn.running_mean[...] = 0.3
+        bn.eval()
+        t = sn.Tensor(sn.backend.to_backend(x, backend), requires_grad=True)
+        out = bn(t)
+        out.sum().backward()
+        outs.append((sn.backend.to_numpy(out.data), sn.backend.to_numpy(t.grad)))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_better_net_training_steps_match_numpy():
+    """P3 part 3's net (fixed whitening conv, GELU, frozen-scale BN, 3x3 max pool head), 2 SGD steps + EMA."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, 6)
+    results = []
+    for backend in ("numpy", "cupy"):
+        net = models.better_net(seed=0).to(backend)
+        xp = sn.backend.array_module(backend)
+        opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        ema = optim.EMA(net.parameters(), 0.9)
+        for _ in range(2):
+            opt.zero_grad()
+            F.cross_entropy(net(sn.Tensor(xp.asarray(x))), xp.asarray(y), label_smoothing=0.2).backward()
+            opt.step()
+            ema.update(0.9)
+        results.append((net.state_dict(), ema.state_dict()))
+    for got, want in zip(results[1], results[0]):
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=2e-3, atol=2e-4, err_msg=k)
+
+
+def test_adam_and_optimizer_state_round_trip():
+    cp = sn.backend.cupy()
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((5, 4)).astype(np.float32), rng.integers(0, 3, 5)
+    weights = []
+    for backend in ("numpy", "cupy"):
+        xp = sn.backend.array_module(backend)
+        lin = sn.nn.Linear(4, 3, rng=np.random.default_rng(0)).to(backend)
+        opt = optim.Adam(lin.parameters(), lr=0.01)
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(lin(sn.Tensor(xp.asarray(x))), xp.asarray(y)).backward()
+            opt.step()
+        state = opt.state_dict()
+        assert all(not isinstance(v, cp.ndarray) for v in state.values())  # host arrays: savable with np.savez
+        opt.load_state_dict(state)
+        weights.append(lin.state_dict())
+    for k in weights[0]:
+        np.testing.assert_allclose(weights[1][k], weights[0][k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_augmentation_on_gpu_equals_host():
+    """Crops and flips take their randomness from the host generator: same seed, same pixels on both."""
+    from scratchnet.data import augment
+    cp = sn.backend.cupy()
+    x = np.random.default_rng(8).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    for fn in (lambda a, r: augment.augment_batch(a, r, padding=4),
+               lambda a, r: augment.random_crop(a, 2, r, mode="reflect"),
+               lambda a, r: augment.alternating_flip(a, np.arange(7), 1, 7)):
+        host = fn(x, np.random.default_rng(9))
+        gpu = fn(cp.asarray(x), np.random.default_rng(9))
+        assert isinstance(gpu, cp.ndarray)
+        np.testing.assert_array_equal(cp.asnumpy(gpu), host)
+    mean, std = augment.channel_stats(cp.asarray(x))
+    np.testing.assert_allclose(mean, augment.channel_stats(x)[0], rtol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(augment.normalize(cp.asarray(x), mean, std)),
+                               augment.normalize(x, mean, std), rtol=1e-6, atol=1e-6)
+
+
+def test_p3_script_trains_and_evaluates_on_cupy(repo_root, tmp_path):
+    """problems/p3_small_cnn.py --backend cupy end to end on a tiny generated CIFAR: results, figures and
+    weights; --eval-only of those weights gives the same accuracy; the losses follow the numpy run's."""
+    import json
+    import subprocess
+    import sys
+
+    from cifar_helpers import make_pickles
+
+    make_pickles(tmp_path / "data", n_per_batch=32, n_test=40)  # 160 training images, 40 test images
+
+    def run(out, *extra, backend="cupy"):
+        r = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--backend", backend, "--model",
+                            "small_bn", "--batch-size", "32", "--data-dir", str(tmp_path / "data"), "--out",
+                            str(tmp_path / out), "--no-progress", *extra],
+                           capture_output=True, text=True, cwd=repo_root, timeout=600)
+        assert r.returncode == 0, r.stderr
+        return tmp_path / out
+
+    full = run("gpu", "--epochs", "2")
+    res = json.loads((full / "results.json").read_text())
+    assert res["backend"] == "cupy" and len(res["train_loss"]) == 2
+    assert (full / "filters.png").is_file() and (full / "loss.png").is_file()
+    host = json.loads((run("host", "--epochs", "2", backend="numpy") / "results.json").read_text())
+    np.testing.assert_allclose(res["train_loss"], host["train_loss"], rtol=2e-3)
+    ev = run("eval", "--eval-only", "--weights", str(full / "weights.npz"))
+    assert abs(json.loads((ev / "results.json").read_text())["final_test_accuracy"]
+               - res["final_test_accuracy"]) < 1e-9
+
+
+def test_resume_on_cupy_gives_the_same_weights(tmp_path):
+    """Interrupted after epoch 1 and resumed from the checkpoint = uninterrupted, bit for bit, on the GPU."""
+    from cifar_helpers import make_pickles
+    from scratchnet.data import load_cifar10
+    from scratchnet.train import ScratchnetLearner, TrainConfig, fit
+
+    make_pickles(tmp_path / "data", n_per_batch=32, n_test=20)
+    data = load_cifar10(tmp_path / "data", progress=False, use_cache=False)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, ema_decay=0.9, flip_mode="alternating")
+
+    def learner():
+        return ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg, backend="cupy")
+
+    straight = learner()
+    fit(straight, data, cfg, out_dir=tmp_path / "a", progress=False, log=lambda s: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(line):
+        if line.startswith("epoch   1/"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(learner(), data, cfg, out_dir=tmp_path / "b", progress=False, log=stop_after_first_epoch)
+    resumed = learner()
+    hist = fit(resumed, data, cfg, out_dir=tmp_path / "b", resume=True, progress=False, log=lambda s: None)
+    assert len(hist.train_loss) == 2
+    a, b = straight.weights(), resumed.weights()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_gpu_arrays_save_load_and_mix_with_host_labels(tmp_path):
+    import json
+
+    from scratchnet.io import save_npz, write_json
+    cp = sn.backend.cupy()
+    save_npz(tmp_path / "w.npz", {"a": cp.arange(3.0)})
+    np.testing.assert_array_equal(np.load(tmp_path / "w.npz")["a"], [0.0, 1.0, 2.0])
+    write_json(tmp_path / "r.json", {"acc": cp.float32(0.5) + cp.zeros(()), "v": cp.ones(2)})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"acc": 0.5, "v": [1.0, 1.0]}
+    logits = sn.Tensor(cp.asarray(np.random.default_rng(0).standard_normal((4, 3))), requires_grad=True)
+    F.cross_entropy(logits, np.array([0, 2, 1, 1])).backward()  # host labels, GPU logits
+    assert isinstance(logits.grad, cp.ndarray)
+
+
+def test_cupy_arrays_made_before_any_scratchnet_call_are_recognised(repo_root):
+    import subprocess
+    import sys
+    code = ("import cupy, scratchnet as sn\n"
+            "assert sn.backend.get_array_module(cupy.ones(2)) is cupy\n"
+            "x = cupy.ones((1, 5, 5, 2), dtype=cupy.float32)\n"
+            "out, _ = sn.kernels.conv.conv2d_forward(x, cupy.ones((3, 3, 2, 4), dtype=cupy.float32), None, 1, 1)\n"
+            "assert isinstance(out, cupy.ndarray) and float(out[0, 2, 2, 0]) == 18.0\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert r.returncode == 0, r.stderr

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 
-from ..backend import get_array_module, on_cpu
+from ..backend import get_array_module, on_cpu, strided_view
 from ..parallel import for_each_chunk, num_threads, split
 from .norm import channel_sum
 
@@ -65,12 +65,10 @@ def pad_hw(x, before: int, after: int | None = None):
 
 def windows(x_padded, kh: int, kw: int, stride: int):
     """A strided view (no copy) of every kh x kw window: shape (N, Ho, Wo, kh, kw, C)."""
-    xp = get_array_module(x_padded)
     n, hp, wp, c = x_padded.shape
     ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     sn, sh, sw, sc = x_padded.strides
-    return xp.lib.stride_tricks.as_strided(
-        x_padded, shape=(n, ho, wo, kh, kw, c), strides=(sn, stride * sh, stride * sw, sh, sw, sc), writeable=False)
+    return strided_view(x_padded, (n, ho, wo, kh, kw, c), (sn, stride * sh, stride * sw, sh, sw, sc))
 
 
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
@@ -91,14 +89,15 @@ _buffers: dict = {}            # reused scratch arrays, keyed by thread, purpose
 MAX_BUFFERS = 256              # past this many (e.g. many batch sizes over a long session) start afresh
 
 
-def _scratch(xp, key, shape, dtype):
+def _scratch(xp, key, shape, dtype, zeroed: bool = True):
     """A reused zero-initialised buffer (numpy) of the calling thread; cupy's memory pool already recycles.
 
     Keyed by thread, so that threads running kernels at the same time (our workers, or a user's own
-    threads) never share a buffer.
+    threads) never share a buffer. zeroed=False: the caller overwrites all of it (on a GPU that saves
+    a memset of the whole buffer; on the CPU the reused buffer is as it was left).
     """
     if not on_cpu(xp):
-        return xp.zeros(shape, dtype=dtype)
+        return xp.zeros(shape, dtype=dtype) if zeroed else xp.empty(shape, dtype=dtype)
     full_key = (threading.get_ident(), key, tuple(shape), xp.dtype(dtype).str)
     buf = _buffers.get(full_key)
     if buf is None:
@@ -150,7 +149,7 @@ def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: 
         frame = _scratch(xp, key + ("frame",), (n, hb, wb, c), src.dtype)
         _place(frame, src, top, left, place_stride)
     win = windows(frame, kh, kw, stride)
-    cols = _scratch(xp, key + ("cols", kh, kw, stride), win.shape, src.dtype)
+    cols = _scratch(xp, key + ("cols", kh, kw, stride), win.shape, src.dtype, zeroed=False)
     cols[...] = win                                          # the one copy, into cache-sized reused memory
     ho, wo = win.shape[1:3]
     return cols.reshape(n * ho * wo, kh * kw * c)
@@ -177,8 +176,8 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
     return out.reshape(n, ho, wo, f), (x, w, stride, padding)
 
 
-def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
-    """Gradients (dx, dw, db) of conv2d_forward; dx/dw are None when not needed.
+def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, need_db: bool = True):
+    """Gradients (dx, dw, db) of conv2d_forward; dx/dw/db are None when not needed (db: a conv without bias).
 
     dW[u,v,c,f] = sum_{n,i,j} xpad[n, s*i+u, s*j+v, c] * dout[n,i,j,f]    -> sum over chunks of cols^T @ dout
     db[f]       = sum_{n,i,j} dout[n,i,j,f]
@@ -191,7 +190,7 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True):
     n, h, wd, _ = x.shape
     ho, wo = dout.shape[1:3]
     dout2 = dout.reshape(-1, f)
-    db = channel_sum(dout2)
+    db = channel_sum(dout2) if need_db else None
     dw = None
     if need_dw:
         partial = {}  # worker -> its running sum of dW^T (F, kh*kw*C); added in worker order: deterministic

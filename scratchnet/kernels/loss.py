@@ -27,9 +27,8 @@ def log_softmax_backward(dout, cache):
 def smoothed_targets(labels, num_classes: int, label_smoothing: float, dtype):
     """q = (1 - eps) * onehot(labels) + eps / K  (PyTorch's definition of label smoothing)."""
     xp = get_array_module(labels)
-    q = xp.full((labels.shape[0], num_classes), label_smoothing / num_classes, dtype=dtype)
-    q[xp.arange(labels.shape[0]), labels] += 1.0 - label_smoothing
-    return q
+    onehot = labels[:, None] == xp.arange(num_classes)  # a comparison, not a scatter: one kernel on a GPU
+    return (onehot * (1.0 - label_smoothing) + label_smoothing / num_classes).astype(dtype, copy=False)
 
 
 def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
@@ -42,8 +41,9 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
     xp = get_array_module(logits)
+    labels = xp.asarray(labels)  # host labels with GPU logits: moved to the logits' device
     n, k = logits.shape
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    if labels.size and bool(((labels < 0) | (labels >= k)).any()):  # one device->host read per step
         raise ValueError(f"cross_entropy: labels must lie in [0, {k - 1}], got range "
                          f"[{int(labels.min())}, {int(labels.max())}]")
     logp, _ = log_softmax_forward(logits)

@@ -15,7 +15,7 @@ The derivation: docs/walkthrough.md, "Batch norm backward".
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, on_cpu
 from ..parallel import map_blocks, sum_blocks
 
 
@@ -65,9 +65,15 @@ def channel_sum(x2):
 
 
 def _channel_dot(a2, b2):
-    """sum_m a[m, c] * b[m, c] per channel, without materialising the (M, C) product."""
+    """sum_m a[m, c] * b[m, c] per channel.
+
+    CPU: einsum, which never materialises the (M, C) product. GPU: the product, then channel_sum's
+    GEMV; CuPy's einsum turns this into C batched dot products of length M, one thread block each
+    (measured on an H200: batch norm took 2.5 ms per step of the small CNN, half the whole step)."""
     xp = get_array_module(a2)
-    return xp.einsum("mc,mc->c", a2, b2)
+    if on_cpu(xp):
+        return xp.einsum("mc,mc->c", a2, b2)
+    return channel_sum(a2 * b2)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
