@@ -17,6 +17,15 @@ kept, big arrays are not re-mmap'd each step), which speeds PyTorch up too; `tor
 PyTorch timed alone in a fresh process that never runs a scratchnet kernel, i.e. PyTorch as a user gets it.
 `ratio` divides by the first (same conditions for both); `ratio_vs_torch_default_malloc` by the second.
 Run it on a quiet machine: anything else on the two cores makes both numbers lie.
+
+    python bench/train_step.py --backend cupy          (on a machine with an NVIDIA GPU and CuPy)
+
+times scratchnet-cupy against PyTorch CUDA (cuDNN, benchmark mode) instead, and writes
+bench/results/train_step_cupy.json. Every timed step is bracketed by a device synchronise (the GPU runs
+asynchronously). `torch_ms` is PyTorch in strict float32, as scratchnet computes (TF32 off);
+`torch_tf32_ms` is PyTorch with its default of TF32 convolutions; `speed_vs_torch` = torch_ms /
+scratchnet_ms (the issue's target is >= 0.5); `conv_gemm_share` is against CuPy's float32 matmul;
+`host_ms` is how long the Python side takes to issue one step (near scratchnet_ms: launch-bound).
 """
 from __future__ import annotations
 
@@ -76,11 +85,13 @@ def conv_flops(net, batch, hw=32):
 
 
 class OpTimer:
-    """Wraps every Function's forward/backward to add up wall time per op class."""
+    """Wraps every Function's forward/backward to add up wall time per op class (on a GPU each call is
+    synchronised on both sides, so that its kernels' time lands on it and not on a later op)."""
 
-    def __init__(self):
+    def __init__(self, sync=lambda: None):
         self.times = collections.defaultdict(float)
         self.saved = []
+        self.sync = sync
 
     def __enter__(self):
         for cls in sn.Function.__subclasses__():
@@ -92,8 +103,10 @@ class OpTimer:
 
     def _wrap(self, fn, key):
         def timed(*a, **k):
+            self.sync()
             t = time.perf_counter()
             out = fn(*a, **k)
+            self.sync()
             self.times[key] += time.perf_counter() - t
             return out
         return timed
@@ -115,13 +128,15 @@ def sgd_step_scratchnet(net, x, y):
     return step
 
 
-def sgd_step_torch(net, x, y):
-    model = torch_twin(net)
+def sgd_step_torch(net, x, y, device="cpu", tf32=False):
+    """PyTorch's training step on a twin of `net` (build it while net is still on the host)."""
+    model = torch_twin(net).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    yt = torch.from_numpy(y)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
+    yt = torch.from_numpy(y).to(device)
 
     def step():
+        torch.backends.cudnn.allow_tf32 = tf32  # read per call: the strict and the TF32 runs take turns
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(xt), yt)
         loss.backward()
@@ -130,13 +145,15 @@ def sgd_step_torch(net, x, y):
     return step
 
 
-def timed(step):
+def timed(step, sync=lambda: None):
+    sync()
     t = time.perf_counter()
     step()
+    sync()
     return time.perf_counter() - t
 
 
-def median_ms(steps_by_name, rounds, warmup=1, per_round=3):
+def median_ms(steps_by_name, rounds, warmup=1, per_round=3, sync=lambda: None):
     """Median wall time per step in milliseconds of each named step function.
 
     The sides take turns in rounds (a a a a, b b b b, a a a a, ...): this VM's speed drifts by tens of
@@ -149,13 +166,13 @@ def median_ms(steps_by_name, rounds, warmup=1, per_round=3):
         for name, step in steps_by_name.items():
             for _ in range(warmup):
                 step()
-            times[name] += [timed(step) for _ in range(per_round)]
+            times[name] += [timed(step, sync) for _ in range(per_round)]
     return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
-def profile_ops(step, repeats=2):
+def profile_ops(step, repeats=2, sync=lambda: None):
     """Milliseconds per step spent in each scratchnet op (forward and backward separately)."""
-    with OpTimer() as timer:
+    with OpTimer(sync) as timer:
         for _ in range(repeats):
             step()
     return {k: v / repeats * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
@@ -168,6 +185,101 @@ def torch_alone_ms(name, steps, threads):
     return json.loads(run.stdout.strip().splitlines()[-1])["torch_ms"]
 
 
+def cupy_matmul_gflops(cp, n=4096, repeats=10):
+    """CuPy's float32 GEMM speed (cuBLAS, no TF32), the yardstick for the GPU conv layers."""
+    a = cp.random.default_rng(0).standard_normal((n, n), dtype=cp.float32)
+    a @ a
+    sync = sn.backend.synchronize
+    times = []
+    for _ in range(repeats):
+        sync(cp)
+        t = time.perf_counter()
+        a @ a
+        sync(cp)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def enqueue_ms(step, sync, repeats=10):
+    """Median ms until step() returns on the host, from an idle GPU, without waiting for the GPU at the
+    end. Close to the full step time: the host (Python, kernel launches) is the bottleneck; much less:
+    the GPU is. (The loss's one label check reads from the GPU mid-step, so this includes the forward.)"""
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+        sync()
+    return statistics.median(times) * 1000
+
+
+def main_gpu(args):
+    """scratchnet-cupy vs PyTorch CUDA, same nets, same weights, same data (see the module docstring)."""
+    cp = sn.backend.array_module("cupy")
+    if not torch.cuda.is_available():
+        raise SystemExit("bench --backend cupy: PyTorch sees no CUDA GPU to compare against")
+    torch.backends.cudnn.benchmark = True   # PyTorch at its fastest: cuDNN picks the best conv algorithm per shape
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    def sync():
+        sn.backend.synchronize(cp)
+        torch.cuda.synchronize()
+
+    peak = cupy_matmul_gflops(cp)
+    gpu = torch.cuda.get_device_name()
+    print(f"{gpu}: CuPy float32 matmul (4096^3) {peak:.0f} GFLOP/s; cupy {cp.__version__}, torch {torch.__version__}; "
+          f"host kernel {platform.release()}")
+    rows = []
+    for name in args.nets:
+        build, batch = NETS[name]
+        net = build()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 32, 32, 3)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        steps = {}
+        if name != "better":  # the twins are built from the host weights, before the net moves to the GPU
+            steps["torch"] = sgd_step_torch(net, x, y, "cuda", tf32=False)
+            steps["torch_tf32"] = sgd_step_torch(net, x, y, "cuda", tf32=True)
+        net.to("cupy")
+        steps = {"scratchnet": sgd_step_scratchnet(net, cp.asarray(x), cp.asarray(y)), **steps}
+        ms = median_ms(steps, args.rounds, warmup=3, per_round=10, sync=sync)
+        sn_ms, torch_ms, tf32_ms = ms["scratchnet"], ms.get("torch"), ms.get("torch_tf32")
+        host_ms = enqueue_ms(steps["scratchnet"], sync)
+        per_op = profile_ops(steps["scratchnet"], repeats=3, sync=sync)
+        conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
+        flops = conv_flops(net, batch)
+        conv_gflops = flops / (conv_ms / 1000) / 1e9
+        row = {"net": name, "batch": batch, "scratchnet_ms": round(sn_ms, 2),
+               "torch_ms": None if torch_ms is None else round(torch_ms, 2),
+               "ratio": None if torch_ms is None else round(sn_ms / torch_ms, 3),
+               "speed_vs_torch": None if torch_ms is None else round(torch_ms / sn_ms, 3),
+               "torch_tf32_ms": None if tf32_ms is None else round(tf32_ms, 2),
+               "host_ms": round(host_ms, 2),
+               "conv_gemm_share": round(conv_gflops / peak, 3), "conv_gflops": round(conv_gflops, 1),
+               "conv_ms_synced": round(conv_ms, 2), "per_op_total_ms_synced": round(sum(per_op.values()), 2),
+               "matmul_gflops": round(peak, 1), "per_op_ms_synced": {k: round(v, 3) for k, v in per_op.items()}}
+        rows.append(row)
+        vs_torch = "no torch twin" if torch_ms is None else (
+            f"torch {torch_ms:.2f} ms/step (TF32 convs {tf32_ms:.2f}), scratchnet runs at "
+            f"{row['speed_vs_torch']:.2f}x torch's speed")
+        print(f"\n{name} (batch {batch}): scratchnet-cupy {sn_ms:.2f} ms/step (Python returns after "
+              f"{host_ms:.2f} ms), {vs_torch}; conv layers "
+              f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of CuPy GEMM (ops synced)")
+        print(f"  {'op (synchronised)':<28}{'ms/step':>9}")
+        for k, v in per_op.items():
+            if v >= 0.05:
+                print(f"  {k:<28}{v:>9.2f}")
+    out = args.out or Path(__file__).resolve().parent / "results" / "train_step_cupy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"gpu": gpu, "cupy": cp.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "host_kernel": platform.release(),  # the sandbox: a host-bound step's time depends on it
+            "timing": "median of synchronised steps timed in alternating rounds (3 warm-up + 10 timed per turn)",
+            "torch_settings": "cudnn.benchmark on; torch_ms without TF32, torch_tf32_ms with TF32 convolutions"}
+    out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
@@ -175,10 +287,18 @@ def main():
                    "reported); halved for the batch-512/1024 nets")
     p.add_argument("--threads", type=positive_int, default=2,
                    help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_step.json")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                   help="numpy: scratchnet vs PyTorch CPU; cupy: scratchnet-cupy vs PyTorch CUDA (GPU machines)")
+    p.add_argument("--out", type=Path, help="results JSON (default bench/results/train_step.json, or "
+                   "train_step_cupy.json with --backend cupy)")
     p.add_argument("--torch-alone", choices=[n for n in NETS if n != "better"], help="internal: time only "
                    "PyTorch's step for this net, --rounds timed steps, and print it as JSON")
     args = p.parse_args()
+    if args.backend == "cupy":
+        try:
+            return main_gpu(args)
+        except sn.backend.BackendError as e:
+            p.exit(2, f"bench: {e}\n")
     torch.set_num_threads(args.threads)
     if args.torch_alone:
         build, batch = NETS[args.torch_alone]
@@ -231,13 +351,14 @@ def main():
         for k, v in per_op.items():
             if v >= 0.5:
                 print(f"  {k:<28}{v:>9.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out or Path(__file__).resolve().parent / "results" / "train_step.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__,
             "threads": args.threads, "timing": "median of steps timed in alternating rounds",
             "load_average_at_start": os.getloadavg()[0]}
-    args.out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

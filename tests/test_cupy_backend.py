@@ -266,3 +266,34 @@ def test_cupy_arrays_made_before_any_scratchnet_call_are_recognised(repo_root):
             "assert isinstance(out, cupy.ndarray) and float(out[0, 2, 2, 0]) == 18.0\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("nesterov,wd", [(False, 0.0), (True, 5e-4), (False, 1e-2)])
+def test_fused_sgd_kernel_matches_numpy(nesterov, wd):
+    """SGD with momentum is one fused kernel on the GPU; three steps (the first starts the buffer)."""
+    rng = np.random.default_rng(10)
+    p0 = rng.standard_normal((4, 5))
+    grads = [rng.standard_normal((4, 5)) for _ in range(3)]
+    finals = []
+    for backend in ("numpy", "cupy"):
+        p = sn.Tensor(sn.backend.to_backend(p0.copy(), backend), requires_grad=True)
+        opt = optim.SGD([p], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=wd)
+        for g in grads:
+            p.grad = sn.backend.to_backend(g, backend)
+            opt.step()
+        finals.append((sn.backend.to_numpy(p.data), opt.state_dict()["0.momentum"]))
+    np.testing.assert_allclose(finals[1][0], finals[0][0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(finals[1][1], finals[0][1], rtol=1e-12, atol=1e-14)
+
+
+def test_batch_norm_with_mixed_dtypes_takes_the_generic_path():
+    """The fused GPU kernels need one dtype; a float64 input to float32 batch norm still works (upcast)."""
+    cp = sn.backend.cupy()
+    x = np.random.default_rng(11).standard_normal((2, 3, 3, 4))
+    bn = sn.nn.BatchNorm2d(4).to("cupy")  # float32 parameters
+    t = sn.Tensor(cp.asarray(x), requires_grad=True)
+    bn(t).sum().backward()
+    ref = sn.nn.BatchNorm2d(4)
+    tr = sn.Tensor(x, requires_grad=True)
+    ref(tr).sum().backward()
+    np.testing.assert_allclose(cp.asnumpy(t.grad), tr.grad, atol=1e-6)

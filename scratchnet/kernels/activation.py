@@ -11,11 +11,26 @@ formulas above written as whole-array expressions; the tests check the two agree
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import GPUKernel, get_array_module, on_cpu
 from ..parallel import map_blocks
 
 GELU_C = 0.7978845608028654  # sqrt(2 / pi)
 CACHE_BLOCK_BYTES = 256 << 10
+
+# On the GPU each formula below is one fused kernel (backend.GPUKernel), written in the same order of
+# operations as the NumPy code next to it.
+_RELU_BACKWARD_GPU = GPUKernel("T g, T y", "T dx", "dx = y > (T)0 ? g : (T)0", "scratchnet_relu_backward")
+_GELU_FORWARD_GPU = GPUKernel(
+    "T x", "T out, T t",
+    f"""t = tanh((T){GELU_C!r} * (x * ((T)0.044715 * (x * x) + (T)1)));
+        out = (t + (T)1) * x * (T)0.5;""",
+    "scratchnet_gelu_forward")
+_GELU_BACKWARD_GPU = GPUKernel(
+    "T g, T x, T t", "T dx",
+    f"""T slope = (x * x) * (T){3 * 0.044715!r} + (T)1;
+        T curve = ((T)1 - t * t) * x * (T){0.5 * GELU_C!r} * slope;
+        dx = ((t + (T)1) * (T)0.5 + curve) * g;""",
+    "scratchnet_gelu_backward")
 
 
 def _flat(a):
@@ -38,6 +53,8 @@ def relu_forward(x):
 def relu_backward(dout, out):
     """dx = dout where out > 0, else 0."""
     xp = get_array_module(dout)
+    if not on_cpu(xp):
+        return _RELU_BACKWARD_GPU(dout, out)
     dx = _new(xp, dout)
     g, y, dst = _flat(dout), _flat(out), _flat(dx)
     map_blocks(xp, g.size, g.itemsize, lambda lo, hi: xp.multiply(g[lo:hi], y[lo:hi] > 0, out=dst[lo:hi]))
@@ -47,6 +64,9 @@ def relu_backward(dout, out):
 def gelu_forward(x):
     """out = 0.5 x (1 + t); the cache is (x, t), t = tanh(u)."""
     xp = get_array_module(x)
+    if not on_cpu(xp):
+        out, t = _GELU_FORWARD_GPU(x)
+        return out, (x, t)
     out, t = _new(xp, x), _new(xp, x)
     src, dst, tf = _flat(x), _flat(out), _flat(t)
 
@@ -70,6 +90,8 @@ def gelu_backward(dout, cache):
     """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))."""
     x, t = cache
     xp = get_array_module(dout)
+    if not on_cpu(xp):
+        return _GELU_BACKWARD_GPU(dout, x, t)
     dx = _new(xp, dout)
     g, xf, tf, dst = _flat(dout), _flat(x), _flat(t), _flat(dx)
 

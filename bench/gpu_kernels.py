@@ -1,0 +1,146 @@
+"""Where scratchnet-cupy's training step spends GPU time, kernel by kernel (GPU machines only).
+
+    python bench/gpu_kernels.py [--nets small small_bn airbench better] [--steps 10]
+
+PyTorch's profiler (CUPTI) sees every CUDA kernel in the process, CuPy's included. For each net it
+prints: kernel launches per step, GPU busy time per step (the kernels' summed durations) against the
+step's wall time (a step whose GPU is busy for much less than its wall time is held up by the host:
+Python and kernel launches), and the kernels that take the most GPU time. It also times the ways of
+summing an (M, C) matrix over its rows on the GPU (batch norm's and the bias gradient's reductions).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import scratchnet as sn  # noqa: E402
+from scratchnet import functional as F  # noqa: E402
+from scratchnet import models, optim  # noqa: E402
+
+NETS = {"small": (lambda: models.small_cnn(False), 128), "small_bn": (lambda: models.small_cnn(True), 128),
+        "airbench": (models.airbench_style, 1024), "better": (models.better_net, 512)}
+
+
+def gpu_ms(cp, fn, repeats=20):
+    """Median GPU milliseconds of fn() by CUDA events (after a warm-up call)."""
+    fn()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop))
+    return statistics.median(times)
+
+
+def row_sums(cp):
+    """Ways to sum (M, C) over M, timed at the small CNN's and the airbench net's shapes."""
+    print("\nrow sums of an (M, C) float32 matrix, GPU ms (median of 20):")
+    print(f"  {'M x C':>14}{'ones @ X':>10}{'X.sum(0)':>10}{'ones16 @ X':>12}{'einsum dot':>12}{'(X*X)@1':>10}")
+    for m, c in ((128 * 22 * 22, 64), (128 * 11 * 11, 128), (1024 * 16 * 16, 256), (1024 * 8 * 8, 256)):
+        x = cp.random.default_rng(0).standard_normal((m, c), dtype=cp.float32)
+        ones, ones16 = cp.ones(m, dtype=cp.float32), cp.ones((16, m), dtype=cp.float32)
+        t = [gpu_ms(cp, lambda: ones @ x), gpu_ms(cp, lambda: x.sum(axis=0)), gpu_ms(cp, lambda: ones16 @ x),
+             gpu_ms(cp, lambda: cp.einsum("mc,mc->c", x, x)), gpu_ms(cp, lambda: ones @ (x * x))]
+        print(f"  {f'{m} x {c}':>14}" + "".join(f"{v:>{w}.3f}" for v, w in zip(t, (10, 10, 12, 12, 10))))
+
+
+def kernel_table(cp, name, steps):
+    build, batch = NETS[name]
+    net = build().to("cupy")
+    rng = np.random.default_rng(0)
+    x = cp.asarray(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32))
+    y = cp.asarray(rng.integers(0, 10, batch))
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(net(sn.Tensor(x)), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    sn.backend.synchronize(cp)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sn.backend.synchronize(cp)
+    wall = (time.perf_counter() - t) / steps * 1000
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        sn.backend.synchronize(cp)
+    total, count = collections.defaultdict(float), collections.Counter()
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            key = ev.name[:60]
+            total[key] += ev.time_range.elapsed_us() / 1000 / steps   # ms per step
+            count[key] += 1
+    launches = sum(count.values()) / steps
+    busy = sum(total.values())
+    print(f"\n{name} (batch {batch}): {wall:.2f} ms/step wall, GPU busy {busy:.2f} ms/step, "
+          f"{launches:.0f} kernels/step")
+    for key, ms in sorted(total.items(), key=lambda kv: -kv[1])[:14]:
+        print(f"  {ms:8.3f} ms  {count[key] / steps:5.1f}x  {key}")
+
+
+def host_profile(cp, name, steps, top=30):
+    """cProfile of the host side of `steps` training steps: where the Python time goes."""
+    import cProfile
+    import pstats
+    build, batch = NETS[name]
+    net = build().to("cupy")
+    rng = np.random.default_rng(0)
+    x = cp.asarray(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32))
+    y = cp.asarray(rng.integers(0, 10, batch))
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(net(sn.Tensor(x)), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    sn.backend.synchronize(cp)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        step()
+    sn.backend.synchronize(cp)
+    prof.disable()
+    print(f"\nhost profile of {name}, {steps} steps (tottime = time in the function itself):")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--host-profile", nargs="*", choices=list(NETS), default=[],
+                   help="also cProfile the host side of these nets' steps")
+    args = p.parse_args()
+    try:
+        cp = sn.backend.array_module("cupy")
+    except sn.backend.BackendError as e:
+        p.exit(2, f"gpu_kernels: {e}\n")
+    row_sums(cp)
+    for name in args.nets:
+        kernel_table(cp, name, args.steps)
+    for name in args.host_profile:
+        host_profile(cp, name, args.steps)
+
+
+if __name__ == "__main__":
+    main()
