@@ -20,18 +20,22 @@ nvidia-smi -L || true
 "$py" -c "import cupy; print('cupy', cupy.__version__)" || true
 
 sections="${SECTIONS:-1 2 3}"
+failed=""
 if [[ $sections == *1* ]]; then
 echo "== 1. CuPy tests"
 timeout 240 "$py" -m pytest -q -rs -p no:cacheprovider tests/test_cupy_backend.py 2>&1 | tee "$out/pytest_cupy.log"
+[[ ${PIPESTATUS[0]} == 0 ]] || failed+=" tests"
 
 fi
 if [[ $sections == *2* ]]; then
 echo "== 2. training-step benchmark"
 timeout 240 "$py" bench/train_step.py --backend cupy --rounds "${ROUNDS:-3}" --out "$out/train_step_cupy.json" 2>&1 \
     | tee "$out/bench_cupy.log"
+[[ ${PIPESTATUS[0]} == 0 ]] || failed+=" bench"
 fi
 
-[[ $sections == *3* ]] || exit 0
+finish() { [[ -z $failed ]] || { echo "gpu_checks: failed:$failed" >&2; exit 1; }; exit 0; }
+[[ $sections == *3* ]] || finish
 echo "== 3. one epoch of each P3 net on CIFAR-sized generated data"
 data="$(mktemp -d)"
 "$py" -c "import sys, pathlib; sys.path.insert(0, 'tests'); from cifar_helpers import make_pickles; \
@@ -41,6 +45,7 @@ for run in "${runs[@]}"; do
     set -- $run
     timeout 120 "$py" problems/p3_small_cnn.py --backend "$1" --model "$2" --epochs 1 --data-dir "$data" \
         --out "$data/runs/$1_$2" --no-progress 2>&1 | tail -n 2
+    [[ ${PIPESTATUS[0]} == 0 ]] || failed+=" epoch($1 $2)"
 done
 "$py" - "$data/runs" "$out/epochs.json" <<'EOF'
 import json, pathlib, sys
@@ -54,3 +59,4 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("*/results.json")):
 pathlib.Path(sys.argv[2]).write_text(json.dumps(rows, indent=2) + "\n")
 EOF
 rm -rf "$data"
+finish

@@ -11,7 +11,8 @@ DIR defaults to results/p3), or to DIR itself for a single model:
 results.json, loss.png, filters.png (all 64 first-layer 11x11x3 filters, 4 x 16), weights.npz and a
 checkpoint after every epoch (--resume continues from it with identical results).
 `--backend torch` trains the identical network in PyTorch on the same batches (on the GPU when PyTorch sees
-one, as --backend cupy would run): a reference only. results.json records the device (cpu or cuda).
+one, as --backend cupy would run; there in strict float32, no TF32, with deterministic cuDNN): a reference
+only. results.json records the device (cpu or cuda).
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def get_array_module(*arrays):
         if _cupy is not None:
             if isinstance(a, _cupy.ndarray):
                 return _cupy
-        elif type(a).__module__.startswith("cupy"):  # made by cupy directly, before any scratchnet call
+        elif type(a).__module__.split(".")[0] == "cupy":  # made by cupy directly, before any scratchnet call
             return cupy()
     return np
 

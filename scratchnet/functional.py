@@ -367,12 +367,13 @@ class Linear(Function):
 class Conv2d(Function):
     def forward(self, x, w, b=None, stride=1, padding=0):
         self.has_bias = b is not None
-        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding)
+        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding, keep_cols=self.needs_input_grad[1])
         return out
 
     def backward(self, g):
         dx, dw, db = _conv.conv2d_backward(g, self.cache, need_dx=self.needs_input_grad[0],
-                                           need_dw=self.needs_input_grad[1], need_db=self.has_bias)
+                                           need_dw=self.needs_input_grad[1],
+                                           need_db=self.has_bias and self.needs_input_grad[2])
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
 

@@ -40,7 +40,7 @@ def _to_jsonable(obj):
         return {str(k): _to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray) or get_array_module(obj) is not np:  # a cupy array or scalar: via the host
+    if isinstance(obj, np.ndarray) or get_array_module(obj) is not np:  # a cupy array (0-d too): via the host
         return to_numpy(obj).tolist()
     if isinstance(obj, np.generic):
         return obj.item()

@@ -68,8 +68,8 @@ class SGD(Optimizer):
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
 
     def _update(self, p, g, state):
-        if self.momentum and not on_cpu(get_array_module(g)):
-            return self._update_gpu(p, g, state)
+        if self.momentum and not on_cpu(get_array_module(g)) and g.dtype == p.data.dtype:
+            return self._update_gpu(p, g, state)  # the fused kernel has one dtype T; mixed ones go below
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         if self.momentum:

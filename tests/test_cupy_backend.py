@@ -47,18 +47,34 @@ def test_op_matches_numpy(name):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
-def test_batch_norm_matches_numpy():
+def bn_case(backend, training, dtype=np.float64):
+    """Batch norm forward + backward with random parameters, statistics and upstream gradient; every
+    result as a host array: out, dx, dgamma, dbeta, running mean and variance."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, 5, 3, 6))
-    outs = []
-    for backend in ("numpy", "cupy"):
-        with sn.backend.default_dtype_as(np.float64):
-            bn = sn.nn.BatchNorm2d(6).to(backend)
-        t = sn.Tensor(sn.backend.to_backend(x, backend), requires_grad=True)
-        bn(t).sum().backward()
-        outs.append((sn.backend.to_numpy(t.grad), sn.backend.to_numpy(bn.running_var)))
-    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-12)
+    x = rng.standard_normal((4, 5, 3, 6)) * 2 + 0.5
+    up = rng.standard_normal(x.shape)
+    with sn.backend.default_dtype_as(dtype):
+        bn = sn.nn.BatchNorm2d(6, momentum=0.3)
+    bn.weight.data[...] = rng.uniform(0.5, 1.5, 6)
+    bn.bias.data[...] = rng.standard_normal(6)
+    bn.running_mean[...] = rng.standard_normal(6)
+    bn.running_var[...] = rng.uniform(0.5, 2.0, 6)
+    bn.to(backend)
+    bn.train(training)
+    xp = sn.backend.array_module(backend)
+    t = sn.Tensor(xp.asarray(x.astype(dtype)), requires_grad=True)
+    out = bn(t)
+    out.backward(xp.asarray(up.astype(dtype)))
+    host = sn.backend.to_numpy
+    return [host(a) for a in (out.data, t.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_matches_numpy(training):
+    """The GPU's fused batch-norm kernels against the NumPy path: outputs, all gradients, running stats."""
+    names = ("out", "dx", "dgamma", "dbeta", "running_mean", "running_var")
+    for name, a, b in zip(names, bn_case("numpy", training), bn_case("cupy", training)):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 def test_training_steps_match_numpy():
@@ -98,24 +114,10 @@ def test_activation_kernels_match_numpy():
                                    err_msg=bwd.__name__)
 
 
-def test_gelu_and_batch_norm_eval_match_numpy():
+def test_gelu_matches_numpy():
     (o1, g1), (o2, g2) = both(F.gelu, [np.random.default_rng(4).standard_normal((2, 3, 5, 4))])
     np.testing.assert_allclose(o2, o1, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(g2[0], g1[0], rtol=1e-9, atol=1e-12)
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 4, 4, 6))
-    outs = []
-    for backend in ("numpy", "cupy"):
-        with sn.backend.default_dtype_as(np.float64):
-            bn = sn.nn.BatchNorm2d(6).to(backend)
-        bn.running_mean[...] = 0.3
-        bn.eval()
-        t = sn.Tensor(sn.backend.to_backend(x, backend), requires_grad=True)
-        out = bn(t)
-        out.sum().backward()
-        outs.append((sn.backend.to_numpy(out.data), sn.backend.to_numpy(t.grad)))
-    for a, b in zip(*outs):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
 def test_better_net_training_steps_match_numpy():
@@ -297,3 +299,45 @@ def test_batch_norm_with_mixed_dtypes_takes_the_generic_path():
     tr = sn.Tensor(x, requires_grad=True)
     ref(tr).sum().backward()
     np.testing.assert_allclose(cp.asnumpy(t.grad), tr.grad, atol=1e-6)
+
+
+def test_fused_kernels_fall_back_on_mixed_dtypes():
+    """A float64 gradient reaching float32 parameters or activations takes the generic path (the fused
+    kernels have one dtype), as on the CPU, where NumPy upcasts."""
+    cp = sn.backend.cupy()
+    from scratchnet.kernels import activation as act
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    g = np.linspace(1, 2, 12).reshape(3, 4)  # float64
+    for fwd, bwd in ((act.relu_forward, act.relu_backward), (act.gelu_forward, act.gelu_backward)):
+        want = bwd(g, fwd(x)[1])
+        got = bwd(cp.asarray(g), fwd(cp.asarray(x))[1])
+        np.testing.assert_allclose(cp.asnumpy(got), want, rtol=1e-6, err_msg=bwd.__name__)
+    finals = []
+    for backend in ("numpy", "cupy"):
+        p = sn.Tensor(sn.backend.to_backend(x.copy(), backend), requires_grad=True)
+        opt = optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+        p.grad = sn.backend.to_backend(g, backend)
+        opt.step()
+        finals.append(sn.backend.to_numpy(p.data))
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_sgd_without_momentum_and_conv_without_kept_columns(wd):
+    """The generic GPU paths beside the fused ones: plain SGD, and a conv whose weight is frozen (no
+    columns kept, dx by the transposed convolution)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 6, 6, 3))
+    w = rng.standard_normal((3, 3, 3, 4))
+    results = []
+    for backend in ("numpy", "cupy"):
+        xp = sn.backend.array_module(backend)
+        xt = sn.Tensor(xp.asarray(x), requires_grad=True)
+        wt = sn.Tensor(xp.asarray(w), requires_grad=False)
+        F.conv2d(xt, wt, None, 1, 1).sum().backward()
+        p = sn.Tensor(xp.asarray(w.copy()), requires_grad=True)
+        p.grad = xp.asarray(x[0, :3, :3, :, None] * np.ones(4))
+        optim.SGD([p], lr=0.1, momentum=0.0, weight_decay=wd).step()
+        results.append((sn.backend.to_numpy(xt.grad), sn.backend.to_numpy(p.data)))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)

@@ -391,6 +391,8 @@ def test_cross_entropy_bad_labels():
         F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0, 3]))
     with pytest.raises(ValueError, match="labels must have shape"):
         F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="labels must be integers"):  # 1.5 would match no class at all
+        F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0.0, 1.5]))
 
 
 def test_dropout_with_fixed_mask(rng):

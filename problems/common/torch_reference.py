@@ -266,6 +266,10 @@ class TorchLearner:
 
     def __init__(self, model_name: str, config, device: str = "cpu"):
         torch.manual_seed(config.seed)
+        if device.startswith("cuda"):  # a reference: strict float32 (no TF32) and reproducible cuDNN
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         self.model_name, self.config, self.device = model_name, config, device
         self.model = build_model(model_name).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,

@@ -51,9 +51,12 @@ def relu_forward(x):
 
 
 def relu_backward(dout, out):
-    """dx = dout where out > 0, else 0."""
+    """dx = dout where out > 0, else 0.
+
+    The CPU multiplies by the mask, the GPU kernel selects (as PyTorch does): they differ only where
+    out <= 0 and dout is inf or NaN (CPU: NaN, GPU: 0)."""
     xp = get_array_module(dout)
-    if not on_cpu(xp):
+    if not on_cpu(xp) and dout.dtype == out.dtype:  # the fused kernel has one dtype T
         return _RELU_BACKWARD_GPU(dout, out)
     dx = _new(xp, dout)
     g, y, dst = _flat(dout), _flat(out), _flat(dx)
@@ -64,7 +67,7 @@ def relu_backward(dout, out):
 def gelu_forward(x):
     """out = 0.5 x (1 + t); the cache is (x, t), t = tanh(u)."""
     xp = get_array_module(x)
-    if not on_cpu(xp):
+    if not on_cpu(xp) and x.dtype.kind == "f":
         out, t = _GELU_FORWARD_GPU(x)
         return out, (x, t)
     out, t = _new(xp, x), _new(xp, x)
@@ -90,7 +93,7 @@ def gelu_backward(dout, cache):
     """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2))."""
     x, t = cache
     xp = get_array_module(dout)
-    if not on_cpu(xp):
+    if not on_cpu(xp) and dout.dtype == x.dtype:  # the fused kernel has one dtype T
         return _GELU_BACKWARD_GPU(dout, x, t)
     dx = _new(xp, dout)
     g, xf, tf, dst = _flat(dout), _flat(x), _flat(t), _flat(dx)

@@ -155,16 +155,19 @@ def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: 
     return cols.reshape(n * ho * wo, kh * kw * c)
 
 
-# On a GPU the forward's columns are kept for dW's backward GEMM when they are at most this big: there
-# memory is plentiful and the im2col copy is the costly part (measured on an H200: the copies took 21 of
-# the airbench-style step's 46 ms of GPU time). On the CPU they are rebuilt (see above).
+# On a GPU the forward's columns are kept for dW's backward GEMM when they are at most this big: the
+# im2col copy is the costly part there (measured on an H200: the copies took 21 of the airbench-style
+# step's 46 ms of GPU time). The price is memory until the backward pass: the kh*kw*C_in-fold copy of
+# each layer's input (2.4 GB for a 3x3 conv of 256 channels on 16x16 maps at batch 1024). Lower this
+# to trade speed for memory on a small GPU. On the CPU the columns are rebuilt (see above).
 KEEP_COLS_GPU_BYTES = 4 << 30
 
 
-def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
+def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_cols: bool = False):
     """out = conv(x, w) + b via chunked im2col + GEMM.
 
-    Returns (out, cache); cache = (x, w, stride, padding, cols), cols the kept im2col matrix or None."""
+    Returns (out, cache); cache = (x, w, stride, padding, cols). keep_cols (the autograd layer sets it
+    when dW will be needed): on a GPU, keep the im2col matrix for the backward pass (else cols is None)."""
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
     kh, kw, c, f = w.shape
@@ -181,8 +184,8 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0):
         rows = xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
         if b is not None:
             rows += b  # while the rows are still in cache
-        if not on_cpu(xp) and len(ranges) == 1 and cols.nbytes <= KEEP_COLS_GPU_BYTES:
-            kept.append(cols)  # a fresh array on the GPU (no reused buffers there): safe to keep
+        if keep_cols and not on_cpu(xp) and cols.nbytes <= KEEP_COLS_GPU_BYTES:
+            kept.append(cols)  # on the GPU: one chunk, a fresh array (no reused buffers there), safe to keep
 
     for_each_chunk(xp, ranges, chunk)
     return out.reshape(n, ho, wo, f), (x, w, stride, padding, kept[0] if kept else None)

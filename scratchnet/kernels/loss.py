@@ -42,6 +42,8 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
     xp = get_array_module(logits)
     labels = xp.asarray(labels)  # host labels with GPU logits: moved to the logits' device
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: labels must be integers (class indices), got dtype {labels.dtype}")
     n, k = logits.shape
     if labels.size and bool(((labels < 0) | (labels >= k)).any()):  # one device->host read per step
         raise ValueError(f"cross_entropy: labels must lie in [0, {k - 1}], got range "
