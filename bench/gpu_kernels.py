@@ -18,16 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import scratchnet as sn  # noqa: E402
-from scratchnet import functional as F  # noqa: E402
-from scratchnet import models, optim  # noqa: E402
-
-NETS = {"small": (lambda: models.small_cnn(False), 128), "small_bn": (lambda: models.small_cnn(True), 128),
-        "airbench": (models.airbench_style, 1024), "better": (models.better_net, 512)}
+from train_step import NETS, bench_input, sgd_step_scratchnet  # noqa: E402 - the same nets, data and step
 
 
 def gpu_ms(cp, fn, repeats=20):
@@ -56,19 +52,14 @@ def row_sums(cp):
         print(f"  {f'{m} x {c}':>14}" + "".join(f"{v:>{w}.3f}" for v, w in zip(t, (10, 10, 12, 12, 10))))
 
 
+def gpu_step(cp, name):
+    """(step, batch): bench/train_step.py's training step of the net, on the GPU."""
+    net, batch, x, y = bench_input(name)
+    return sgd_step_scratchnet(net.to("cupy"), cp.asarray(x), cp.asarray(y)), batch
+
+
 def kernel_table(cp, name, steps):
-    build, batch = NETS[name]
-    net = build().to("cupy")
-    rng = np.random.default_rng(0)
-    x = cp.asarray(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32))
-    y = cp.asarray(rng.integers(0, 10, batch))
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(net(sn.Tensor(x)), y).backward()
-        opt.step()
-
+    step, batch = gpu_step(cp, name)
     for _ in range(3):
         step()
     sn.backend.synchronize(cp)
@@ -99,18 +90,7 @@ def host_profile(cp, name, steps, top=30):
     """cProfile of the host side of `steps` training steps: where the Python time goes."""
     import cProfile
     import pstats
-    build, batch = NETS[name]
-    net = build().to("cupy")
-    rng = np.random.default_rng(0)
-    x = cp.asarray(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32))
-    y = cp.asarray(rng.integers(0, 10, batch))
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(net(sn.Tensor(x)), y).backward()
-        opt.step()
-
+    step, _ = gpu_step(cp, name)
     for _ in range(3):
         step()
     sn.backend.synchronize(cp)

@@ -58,6 +58,13 @@ NETS = {"small": (lambda: models.small_cnn(False), 128),
         "better": (models.better_net, 512)}   # P3 part 3 (GELU, frozen-scale BN): profile only, no torch twin
 
 
+def bench_input(name):
+    """(net, batch, x, y) for a benchmark net: its fresh weights (seed 0) and a random batch (seed 0)."""
+    build, batch = NETS[name]
+    rng = np.random.default_rng(0)
+    return build(), batch, rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch)
+
+
 def matmul_gflops(n=2048, repeats=5):
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     a @ a
@@ -232,11 +239,7 @@ def main_gpu(args):
           f"host kernel {platform.release()}")
     rows = []
     for name in args.nets:
-        build, batch = NETS[name]
-        net = build()
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, 32, 32, 3)).astype(np.float32)
-        y = rng.integers(0, 10, batch)
+        net, batch, x, y = bench_input(name)
         steps = {}
         if name != "better":  # the twins are built from the host weights, before the net moves to the GPU
             steps["torch"] = sgd_step_torch(net, x, y, "cuda", tf32=False)
@@ -301,10 +304,8 @@ def main():
             p.exit(2, f"bench: {e}\n")
     torch.set_num_threads(args.threads)
     if args.torch_alone:
-        build, batch = NETS[args.torch_alone]
-        rng = np.random.default_rng(0)
-        step = sgd_step_torch(build(), rng.standard_normal((batch, 32, 32, 3)).astype(np.float32),
-                              rng.integers(0, 10, batch))
+        net, _, x, y = bench_input(args.torch_alone)
+        step = sgd_step_torch(net, x, y)
         step()
         print(json.dumps({"torch_ms": statistics.median(timed(step) for _ in range(args.rounds)) * 1000}))
         return
@@ -315,11 +316,7 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
     for name in args.nets:
-        build, batch = NETS[name]
-        net = build()
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, 32, 32, 3)).astype(np.float32)
-        y = rng.integers(0, 10, batch)
+        net, batch, x, y = bench_input(name)
         rounds = max(1, args.rounds if batch <= 256 else args.rounds // 2)
         sn_step = sgd_step_scratchnet(net, x, y)
         pair = {"scratchnet": sn_step}

@@ -215,33 +215,14 @@ def test_resume_on_cupy_gives_the_same_weights(tmp_path):
     """Interrupted after epoch 1 and resumed from the checkpoint = uninterrupted, bit for bit, on the GPU."""
     from cifar_helpers import make_pickles
     from scratchnet.data import load_cifar10
-    from scratchnet.train import ScratchnetLearner, TrainConfig, fit
+    from scratchnet.train import ScratchnetLearner, TrainConfig
+    from train_helpers import assert_resume_is_exact
 
     make_pickles(tmp_path / "data", n_per_batch=32, n_test=20)
     data = load_cifar10(tmp_path / "data", progress=False, use_cache=False)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, ema_decay=0.9, flip_mode="alternating")
-
-    def learner():
-        return ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg, backend="cupy")
-
-    straight = learner()
-    fit(straight, data, cfg, out_dir=tmp_path / "a", progress=False, log=lambda s: None)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first_epoch(line):
-        if line.startswith("epoch   1/"):
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit(learner(), data, cfg, out_dir=tmp_path / "b", progress=False, log=stop_after_first_epoch)
-    resumed = learner()
-    hist = fit(resumed, data, cfg, out_dir=tmp_path / "b", resume=True, progress=False, log=lambda s: None)
-    assert len(hist.train_loss) == 2
-    a, b = straight.weights(), resumed.weights()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_resume_is_exact(
+        lambda: ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg, backend="cupy"), data, cfg, tmp_path)
 
 
 def test_gpu_arrays_save_load_and_mix_with_host_labels(tmp_path):

@@ -10,6 +10,7 @@ import scratchnet as sn
 from scratchnet import models
 from scratchnet.data import load_cifar10
 from scratchnet.train import ScratchnetLearner, TrainConfig, fit
+from train_helpers import assert_resume_is_exact
 
 SCRIPT = "problems/p3_small_cnn.py"
 
@@ -50,28 +51,8 @@ def test_few_steps_on_real_images_lower_the_loss(cifar_small, bn):
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cifar_small, tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, seed=3)
 
-    def learner():
-        return ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg)
-
-    straight = learner()
-    fit(straight, cifar_small, cfg, out_dir=tmp_path / "a", progress=False, log=lambda s: None)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first_epoch(line):
-        if line.startswith("epoch   1/"):
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        fit(learner(), cifar_small, cfg, out_dir=tmp_path / "b", progress=False, log=stop_after_first_epoch)
-    resumed = learner()
-    hist = fit(resumed, cifar_small, cfg, out_dir=tmp_path / "b", resume=True, progress=False, log=lambda s: None)
-    assert len(hist.train_loss) == 2
-    a, b = straight.weights(), resumed.weights()
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_resume_is_exact(lambda: ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg),
+                           cifar_small, cfg, tmp_path)
 
 
 def test_resume_refuses_other_settings(cifar_small, tmp_path):
