@@ -42,10 +42,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import scratchnet as sn  # noqa: E402, I001 - before numpy: its OpenBLAS kernel choice (scratchnet/cpu_blas.py)
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import scratchnet as sn  # noqa: E402
 from scratchnet import functional as F  # noqa: E402
 from scratchnet import models, optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
@@ -63,6 +64,12 @@ def bench_input(name):
     build, batch = NETS[name]
     rng = np.random.default_rng(0)
     return build(), batch, rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch)
+
+
+def openblas_kernels():
+    """The kernel family numpy's OpenBLAS runs (e.g. 'Haswell', 'SkylakeX'), as threadpoolctl reports it."""
+    from threadpoolctl import threadpool_info
+    return next((i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"), None)
 
 
 def matmul_gflops(n=2048, repeats=5):
@@ -311,7 +318,8 @@ def main():
         return
     parallel.set_num_threads(args.threads)
     peak = matmul_gflops()
-    print(f"numpy float32 matmul (2048^3): {peak:.0f} GFLOP/s; threads: torch {torch.get_num_threads()}, "
+    print(f"numpy float32 matmul (2048^3): {peak:.0f} GFLOP/s, OpenBLAS kernels {openblas_kernels()}; "
+          f"threads: torch {torch.get_num_threads()}, "
           f"scratchnet {parallel.num_threads()}; "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
@@ -351,7 +359,7 @@ def main():
     out = args.out or Path(__file__).resolve().parent / "results" / "train_step.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "numpy": np.__version__, "torch": torch.__version__,
+            "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
             "threads": args.threads, "timing": "median of steps timed in alternating rounds",
             "load_average_at_start": os.getloadavg()[0]}
     out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
