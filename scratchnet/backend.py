@@ -24,7 +24,8 @@ def cupy():
             import cupy as cp  # noqa: PLC0415 - lazy on purpose
         except ImportError as e:
             raise BackendError(
-                "backend 'cupy' needs the CuPy package (pip install cupy-cuda12x or cupy-cuda13x, matching your CUDA) and an NVIDIA GPU; "
+                "backend 'cupy' needs the CuPy package (pip install cupy-cuda12x or cupy-cuda13x, matching "
+                "your CUDA) and an NVIDIA GPU; "
                 f"CuPy is not installed ({e}). Use backend 'numpy' on this machine.") from None
         try:
             n = cp.cuda.runtime.getDeviceCount()
