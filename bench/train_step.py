@@ -66,6 +66,24 @@ def bench_input(name):
     return build(), batch, rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch)
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def print_op_table(per_op, title, min_ms, digits):
+    """The per-op milliseconds of one step, biggest first, leaving out ops under min_ms."""
+    print(f"  {title:<28}{'ms/step':>9}")
+    for k, v in per_op.items():
+        if v >= min_ms:
+            print(f"  {k:<28}{v:>9.{digits}f}")
+
+
+def write_rows(out, rows, meta):
+    """The results JSON: one object per net, each with the run's facts (meta) added."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
 def openblas_kernels():
     """The kernel family numpy's OpenBLAS runs (e.g. 'Haswell', 'SkylakeX'), as threadpoolctl reports it."""
     from threadpoolctl import threadpool_info
@@ -276,18 +294,12 @@ def main_gpu(args):
         print(f"\n{name} (batch {batch}): scratchnet-cupy {sn_ms:.2f} ms/step (Python returns after "
               f"{host_ms:.2f} ms), {vs_torch}; conv layers "
               f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of CuPy GEMM (ops synced)")
-        print(f"  {'op (synchronised)':<28}{'ms/step':>9}")
-        for k, v in per_op.items():
-            if v >= 0.05:
-                print(f"  {k:<28}{v:>9.2f}")
-    out = args.out or Path(__file__).resolve().parent / "results" / "train_step_cupy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+        print_op_table(per_op, "op (synchronised)", min_ms=0.05, digits=2)
     meta = {"gpu": gpu, "cupy": cp.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "host_kernel": platform.release(),  # the sandbox: a host-bound step's time depends on it
             "timing": "median of synchronised steps timed in alternating rounds (3 warm-up + 10 timed per turn)",
             "torch_settings": "cudnn.benchmark on; torch_ms without TF32, torch_tf32_ms with TF32 convolutions"}
-    out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
-    print(f"\nwrote {out}")
+    write_rows(args.out or RESULTS / "train_step_cupy.json", rows, meta)
 
 
 def main():
@@ -352,18 +364,12 @@ def main():
             f"{alone_ms:.1f} ms/step, ratio {row['ratio_vs_torch_default_malloc']:.2f}x)")
         print(f"\n{name} (batch {batch}): scratchnet {sn_ms:.1f} ms/step, {vs_torch}; conv layers "
               f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
-        print(f"  {'op':<28}{'ms/step':>9}")
-        for k, v in per_op.items():
-            if v >= 0.5:
-                print(f"  {k:<28}{v:>9.1f}")
-    out = args.out or Path(__file__).resolve().parent / "results" / "train_step.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+        print_op_table(per_op, "op", min_ms=0.5, digits=1)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
             "threads": args.threads, "timing": "median of steps timed in alternating rounds",
             "load_average_at_start": os.getloadavg()[0]}
-    out.write_text(json.dumps([{**r, **meta} for r in rows], indent=2) + "\n")
-    print(f"\nwrote {out}")
+    write_rows(args.out or RESULTS / "train_step.json", rows, meta)
 
 
 if __name__ == "__main__":
