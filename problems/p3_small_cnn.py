@@ -25,8 +25,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_float,
-                                 positive_int, run_main)
+from problems.common.cli import (UserError, add_common_args, command_line, data_root, fraction_below_one,
+                                 positive_float, positive_int, run_main)
 from scratchnet.io import load_npz, save_npz, write_json
 
 MODELS = ("small", "small_bn")        # parts 1 and 2 ('both' trains these two)
@@ -93,6 +93,8 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
+    p.add_argument("--label-smoothing", type=fraction_below_one, default=None,
+                   help="label smoothing of the cross-entropy targets (default: 0; better: 0.2)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
@@ -162,7 +164,8 @@ def layer_table_for(model: str) -> list:
 def config_for(args, model: str):
     from scratchnet.train import TrainConfig
     recipe = dict(RECIPES[model], seed=args.seed)
-    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
+    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
+                      ("label_smoothing", "label_smoothing")):
         if getattr(args, flag) is not None:
             recipe[key] = getattr(args, flag)
     return TrainConfig(**recipe)

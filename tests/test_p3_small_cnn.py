@@ -95,6 +95,7 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
 @pytest.mark.parametrize("args,needle", [
     (["--epochs", "0"], "--epochs"),
     (["--backend", "tpu"], "--backend"),
+    (["--label-smoothing", "1.5"], "--label-smoothing"),
     (["--data-dir", "/nonexistent/root"], "no CIFAR-10 under data root /nonexistent/root"),
     (["--model", "small", "--eval-only", "--weights", "/nonexistent.npz"], "does not exist"),
     (["--compare", "/nope/a.json", "/nope/b.json"], "does not exist"),

@@ -70,6 +70,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def fraction_below_one(text: str) -> float:
+    """argparse type: a number in [0, 1) (e.g. label smoothing)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
+    return v
+
+
 def run_main(main, argv=None) -> int:
     """Run `main(argv)`; turn UserError (and the scratchnet backend error) into one line + exit 2."""
     from scratchnet.backend import BackendError
