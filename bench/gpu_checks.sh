@@ -9,7 +9,8 @@
 # Knobs: SECTIONS (default "1 2 3"), ROUNDS (bench rounds, 3), RUNS ("backend model,..." for part 3),
 # PER_BATCH (images per generated pickle batch, 10000).
 set -uo pipefail
-out="${1:?usage: bench/gpu_checks.sh OUT_DIR}"
+[[ $# == 1 ]] || { echo "usage: bench/gpu_checks.sh OUT_DIR" >&2; exit 2; }
+out="$1"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg PYTHONUNBUFFERED=1
 export SCRATCHNET_DATA="${SCRATCHNET_DATA:-/nonexistent}"   # the CuPy tests make their own data

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import scratchnet as sn  # noqa: E402
+from problems.common.cli import positive_int  # noqa: E402
 from train_step import NETS, bench_input, sgd_step_scratchnet  # noqa: E402 - the same nets, data and step
 
 
@@ -107,7 +108,7 @@ def host_profile(cp, name, steps, top=30):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=positive_int, default=10, help="training steps timed and profiled per net")
     p.add_argument("--host-profile", nargs="*", choices=list(NETS), default=[],
                    help="also cProfile the host side of these nets' steps")
     args = p.parse_args()

@@ -250,7 +250,7 @@ def main_gpu(args):
     """scratchnet-cupy vs PyTorch CUDA, same nets, same weights, same data (see the module docstring)."""
     cp = sn.backend.array_module("cupy")
     if not torch.cuda.is_available():
-        raise SystemExit("bench --backend cupy: PyTorch sees no CUDA GPU to compare against")
+        raise sn.backend.BackendError("PyTorch sees no CUDA GPU to compare against")
     torch.backends.cudnn.benchmark = True   # PyTorch at its fastest: cuDNN picks the best conv algorithm per shape
     torch.backends.cuda.matmul.allow_tf32 = False
 

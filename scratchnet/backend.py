@@ -98,8 +98,9 @@ def strided_view(x, shape, strides):
 class GPUKernel:
     """A fused element-wise GPU kernel (CuPy's ElementwiseKernel), compiled on first call.
 
-    Why: every CuPy array operation is one kernel launch, and a launch costs the host ~10 us of Python
-    and CUDA driver time. A formula of ten operations is ten launches and ten passes over memory; as
+    Why: every CuPy array operation is one kernel launch, and each costs the host Python and CUDA
+    driver time (measured on an H200 machine: the small CNN's 178 launches took 3.1 ms of host time per
+    step, Python included, while its kernels ran for 2.1 ms). A formula of ten operations is ten launches and ten passes over memory; as
     one kernel it is one of each. Ops whose small-batch GPU steps were bound by launches (measured on an
     H200: 178 launches per step of the small CNN, 328 with batch norm) use these on the GPU; on the
     CPU they run their NumPy formulation, which the tests check these kernels against.
@@ -140,8 +141,8 @@ def to_backend(array, backend: str):
 
 
 def to_numpy(array):
-    """A host (numpy) copy of any array; numpy arrays pass through unchanged."""
-    return to_backend(array, "numpy")
+    """A host (numpy) array of any array or array-like (lists, scalars); numpy arrays pass through unchanged."""
+    return np.asarray(to_backend(array, "numpy"))
 
 
 def default_dtype():

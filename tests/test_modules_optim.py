@@ -279,3 +279,11 @@ def test_full_reductions_keep_float64_under_the_float32_default():
     y = sn.Tensor(np.random.default_rng(0).standard_normal((2, 2, 2, 3)), requires_grad=True)
     bn(y).sum().backward()
     assert y.grad.dtype == np.float64 and np.abs(y.grad).max() < 1e-12  # exactly ~0 in float64, not 1e-8
+
+
+def test_to_numpy_takes_array_likes():
+    """backend.to_numpy is the one host conversion (io, viz and the model builders call it): lists and
+    scalars become arrays, as np.asarray made them before GPU arrays had to be handled too."""
+    assert isinstance(sn.backend.to_numpy([1.0, 2.0]), np.ndarray)
+    a = np.arange(3.0)
+    assert sn.backend.to_numpy(a) is a

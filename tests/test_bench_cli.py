@@ -1,0 +1,37 @@
+"""The benchmark scripts' bad input: one clear line, exit status 2, no traceback (nothing is timed here)."""
+import subprocess
+import sys
+
+import pytest
+
+import scratchnet as sn
+
+
+def run(*cmd, cwd):
+    return subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["bench/train_step.py", "--threads", "0"], "--threads"),
+    (["bench/train_step.py", "--rounds", "-1"], "--rounds"),
+    (["bench/train_step.py", "--backend", "tpu"], "--backend"),
+    (["bench/gpu_kernels.py", "--steps", "0"], "--steps"),
+    (["bench/gpu_kernels.py", "--nets", "resnet"], "--nets"),
+])
+def test_bad_flags(repo_root, args, needle):
+    r = run(sys.executable, *args, cwd=repo_root)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_gpu_benchmarks_without_a_gpu_say_so_in_one_line(repo_root):
+    if sn.backend.cupy_available():
+        pytest.skip("CuPy and a GPU are present")
+    for args in (["bench/train_step.py", "--backend", "cupy"], ["bench/gpu_kernels.py"]):
+        r = run(sys.executable, *args, cwd=repo_root)
+        assert r.returncode == 2 and "cupy" in r.stderr.lower() and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_gpu_checks_script_needs_its_output_folder(repo_root):
+    r = run("bash", "bench/gpu_checks.sh", cwd=repo_root)
+    assert r.returncode == 2 and r.stderr.strip() == "usage: bench/gpu_checks.sh OUT_DIR"
