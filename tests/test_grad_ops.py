@@ -9,6 +9,7 @@ from scratchnet import functional as F
 from scratchnet.kernels import conv as conv_k
 from scratchnet.kernels import norm as norm_k
 from scratchnet.kernels import pool as pool_k
+from scratchnet.kernels import winograd as winograd_k
 
 from gradcheck import (compare_with_torch, finite_difference_check, hwio_to_oihw, nchw_to_nhwc,
                        nhwc_to_nchw)
@@ -177,6 +178,83 @@ def test_conv2d_chunked_equals_reference(k, s, p, h, w, chunk_bytes, rng, monkey
         dout = rng.standard_normal(out.shape)
         for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
             np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+
+
+# Winograd F(4x4, 3x3) (kernels/winograd.py): stride-1 3x3 convs; (H, W, padding) incl. padding 0 (valid),
+# 2 (output larger than the input) and 3 (dx then crops dout), maps that are not multiples of 4, 1 and 3 images
+WINOGRAD_CASES = [(7, 9, 1), (11, 11, 1), (5, 6, 0), (8, 5, 2), (9, 9, 3), (13, 4, 1), (3, 3, 1)]
+
+
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    """Send every 3x3 stride-1 conv through Winograd (any channel count, any overhang); count the calls,
+    so that a test fails if the path it means to check was not taken."""
+    calls = {"forward": 0, "weight_grad": 0}
+    for name in calls:
+        real = getattr(winograd_k, f"conv3x3_{name}")
+
+        def spy(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(winograd_k, f"conv3x3_{name}", spy)
+    monkeypatch.setattr(winograd_k, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd_k, "MAX_OVERHANG", 1e9)
+    return calls
+
+
+def test_winograd_tile_formula_is_a_3x3_correlation(rng):
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(winograd_k.tile_conv(d, g), direct, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("h,w,p", WINOGRAD_CASES)
+def test_conv2d_winograd_against_torch(h, w, p, batch, rng, winograd_everywhere):
+    x = rng.standard_normal((batch, h, w, 5))
+    wt = rng.standard_normal((3, 3, 5, 7))
+    b = rng.standard_normal(7)
+    compare_with_torch(lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=p), torch_conv(1, p), [x, wt, b], rng)
+    assert winograd_everywhere["forward"] >= 2 and winograd_everywhere["weight_grad"] >= 1  # fwd, dx; dW
+
+
+@pytest.mark.parametrize("h,w,p", WINOGRAD_CASES[::2])
+def test_conv2d_winograd_finite_differences(h, w, p, rng, winograd_everywhere):
+    x, wt, b = rng.standard_normal((2, h, w, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+    finite_difference_check(lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=p), [x, wt, b], rng)
+    assert winograd_everywhere["forward"] > 0 and winograd_everywhere["weight_grad"] > 0
+
+
+@pytest.mark.parametrize("h,w,p", WINOGRAD_CASES)
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 2 << 20])
+def test_conv2d_winograd_equals_reference(h, w, p, chunk_bytes, rng, monkeypatch, winograd_everywhere):
+    """Winograd against the offset-loop reference: float64 to 1e-10 (it is exact algebra), float32 to the
+    ~1e-5 relative error its transforms cost; 1-image, uneven and whole-batch chunks, run twice (stale
+    reused buffers would show up the second time)."""
+    monkeypatch.setattr(conv_k, "CHUNK_BYTES", chunk_bytes)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4), (np.float64, 1e-10)):
+        x = rng.standard_normal((5, h, w, 6)).astype(dtype)
+        wt = rng.standard_normal((3, 3, 6, 4)).astype(dtype)
+        b = rng.standard_normal(4).astype(dtype)
+        out, cache = conv_k.conv2d_forward(x, wt, b, 1, p)
+        ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, 1, p)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
+            assert fast.dtype == dtype
+            np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol * 10)  # dW sums 5 images' worth
+    assert winograd_everywhere["forward"] == 6 and winograd_everywhere["weight_grad"] == 3
+
+
+def test_winograd_is_chosen_only_where_it_pays():
+    usable = winograd_k.usable
+    assert usable((128, 11, 11, 64), (3, 3, 64, 128), 1, 1)        # P3's 3x3 layers
+    assert usable((1024, 7, 7, 256), (3, 3, 256, 256), 1, 1)       # 7x7 maps: 64 block pixels for 49
+    assert not usable((1024, 3, 3, 256), (3, 3, 256, 256), 1, 1)   # 3x3 maps: 16 for 9
+    assert not usable((128, 32, 32, 3), (3, 3, 3, 64), 1, 1)       # 3 input channels
+    assert not usable((128, 11, 11, 64), (3, 3, 64, 128), 2, 1)    # stride 2
+    assert not usable((128, 32, 32, 3), (11, 11, 3, 64), 1, 0)     # not 3x3
 
 
 def test_conv2d_shape_mismatch_names_both_shapes(rng):

@@ -26,6 +26,7 @@ import threading
 from ..backend import get_array_module, on_cpu, strided_view
 from ..parallel import for_each_chunk, num_threads, split
 from .norm import channel_sum
+from . import winograd  # noqa: E402 - it uses this module's helpers at call time (a circular import by design)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -155,6 +156,15 @@ def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: 
     return cols.reshape(n * ho * wo, kh * kw * c)
 
 
+# Stride-1 3x3 convs with enough channels go through Winograd's algorithm instead (winograd.py: 4x fewer
+# multiply-adds); WINOGRAD = False sends everything through im2col (the benchmark and tests compare both).
+WINOGRAD = True
+
+
+def _winograd_ok(xp, x, w, stride, padding) -> bool:
+    return WINOGRAD and x.dtype == w.dtype and winograd.cpu_usable(xp, x.shape, w.shape, stride, padding)
+
+
 # On a GPU the forward's columns are kept for dW's backward GEMM when they are at most this big: the
 # im2col copy is the costly part there (measured on an H200: the copies took 21 of the airbench-style
 # step's 46 ms of GPU time). The price is memory until the backward pass: the kh*kw*C_in-fold copy of
@@ -170,6 +180,8 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_cols: bool =
     when dW will be needed): on a GPU, keep the im2col matrix for the backward pass (else cols is None)."""
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
+    if _winograd_ok(xp, x, w, stride, padding):
+        return winograd.conv3x3_forward(x, w, b, padding), (x, w, stride, padding, None)
     kh, kw, c, f = w.shape
     n, h, wd, _ = x.shape
     ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
@@ -207,7 +219,9 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, nee
     dout2 = dout.reshape(-1, f)
     db = channel_sum(dout2) if need_db else None
     dw = None
-    if need_dw:
+    if need_dw and _winograd_ok(xp, x, w, stride, padding):
+        dw = winograd.conv3x3_weight_grad(x, dout, padding)
+    elif need_dw:
         partial = {}  # worker -> its running sum of dW^T (F, kh*kw*C); added in worker order: deterministic
 
         def chunk(lo, hi, worker):
@@ -243,7 +257,10 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     xp = get_array_module(dout)
     kh, kw, c, f = w.shape
     n, h, wd, _ = x_shape
-    w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(kh * kw * f, c)  # rot 180, swap in/out
+    w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # rot 180, swap in/out: (kh, kw, F, C)
+    if stride == 1 and _winograd_ok(xp, dout, w_rot, 1, kh - 1 - padding):
+        return winograd.conv3x3_forward(dout, w_rot, None, kh - 1 - padding)
+    w_rot = w_rot.reshape(kh * kw * f, c)
     dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
 
     def chunk(lo, hi, worker):
