@@ -11,6 +11,11 @@ The two sides take turns (rounds of a few steps each), so machine-speed drift hi
 Writes bench/results/train_step.json: [{net, batch, scratchnet_ms, torch_ms, ratio, conv_gemm_share, ...}].
 `better` is P3 part 3's network at its training batch (512): it has no PyTorch twin, so its row has
 scratchnet's time and per-op profile only (torch_ms and ratio are null).
+Stride-1 3x3 convs run through Winograd F(4x4, 3x3) (scratchnet/kernels/winograd.py), which does 4x
+fewer multiply-adds than direct convolution; `scratchnet_im2col_ms` times the same step with every conv on
+im2col + GEMM (scratchnet.kernels.conv.WINOGRAD = False), in the same alternating rounds. FLOP/s figures
+count direct convolution's FLOPs: `conv_gemm_share` is therefore an effective share and can pass 1.0 with
+Winograd; `conv_gemm_share_im2col` (im2col, which does all those FLOPs) is the real share of GEMM speed.
 Two PyTorch figures: `torch_ms` is timed in the same process as scratchnet, so it runs under the
 glibc malloc setting that scratchnet's CPU kernels switch on (scratchnet/parallel.py: freed memory is
 kept, big arrays are not re-mmap'd each step), which speeds PyTorch up too; `torch_default_malloc_ms` is
@@ -50,6 +55,7 @@ import torch  # noqa: E402
 from scratchnet import functional as F  # noqa: E402
 from scratchnet import models, optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
+from scratchnet.kernels import conv as conv_kernels  # noqa: E402
 from problems.common.cli import positive_int  # noqa: E402
 from problems.common.torch_reference import torch_twin  # noqa: E402
 
@@ -158,6 +164,17 @@ def sgd_step_scratchnet(net, x, y):
         opt.step()
 
     return step
+
+
+def im2col_only(step):
+    """The step with every conv on im2col + GEMM (Winograd switched off while it runs)."""
+    def run():
+        saved, conv_kernels.WINOGRAD = conv_kernels.WINOGRAD, False
+        try:
+            step()
+        finally:
+            conv_kernels.WINOGRAD = saved
+    return run
 
 
 def sgd_step_torch(net, x, y, device="cpu", tf32=False):
@@ -339,23 +356,29 @@ def main():
         net, batch, x, y = bench_input(name)
         rounds = max(1, args.rounds if batch <= 256 else args.rounds // 2)
         sn_step = sgd_step_scratchnet(net, x, y)
-        pair = {"scratchnet": sn_step}
+        im2col_step = im2col_only(sgd_step_scratchnet(bench_input(name)[0], x, y))  # on its own copy of the net
+        steps = {"scratchnet": sn_step, "scratchnet_im2col": im2col_step}
         if name != "better":
-            pair["torch"] = sgd_step_torch(net, x, y)
-        ms = median_ms(pair, rounds)
-        sn_ms, torch_ms = ms["scratchnet"], ms.get("torch")
+            steps["torch"] = sgd_step_torch(net, x, y)
+        ms = median_ms(steps, rounds)
+        sn_ms, im2col_ms, torch_ms = ms["scratchnet"], ms["scratchnet_im2col"], ms.get("torch")
         per_op = profile_ops(sn_step)
+        conv_ms_im2col = sum(v for k, v in profile_ops(im2col_step).items() if k.startswith("Conv2d"))
         alone_ms = None if torch_ms is None else torch_alone_ms(name, 3 * rounds, args.threads)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
         flops = conv_flops(net, batch)
         conv_gflops = flops / (conv_ms / 1000) / 1e9
+        gflops_im2col = flops / (conv_ms_im2col / 1000) / 1e9
         row = {"net": name, "batch": batch, "scratchnet_ms": round(sn_ms, 1),
                "torch_ms": None if torch_ms is None else round(torch_ms, 1),
                "ratio": None if torch_ms is None else round(sn_ms / torch_ms, 3),
                "torch_default_malloc_ms": None if alone_ms is None else round(alone_ms, 1),
                "ratio_vs_torch_default_malloc": None if alone_ms is None else round(sn_ms / alone_ms, 3),
+               "scratchnet_im2col_ms": round(im2col_ms, 1),
+               "ratio_im2col": None if torch_ms is None else round(im2col_ms / torch_ms, 3),
                "conv_gemm_share": round(conv_gflops / peak, 3),
                "conv_gflops": round(conv_gflops, 1), "conv_ms": round(conv_ms, 1),
+               "conv_gemm_share_im2col": round(gflops_im2col / peak, 3), "conv_ms_im2col": round(conv_ms_im2col, 1),
                "step_gflops": round(flops / (sn_ms / 1000) / 1e9, 1), "matmul_gflops": round(peak, 1),
                "per_op_ms": {k: round(v, 2) for k, v in per_op.items()}}
         rows.append(row)
@@ -363,7 +386,10 @@ def main():
             f"torch {torch_ms:.1f} ms/step, ratio {row['ratio']:.2f}x (torch alone with glibc's default malloc "
             f"{alone_ms:.1f} ms/step, ratio {row['ratio_vs_torch_default_malloc']:.2f}x)")
         print(f"\n{name} (batch {batch}): scratchnet {sn_ms:.1f} ms/step, {vs_torch}; conv layers "
-              f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
+              f"{conv_gflops:.0f} effective GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of numpy GEMM")
+        print(f"  all convs on im2col: {im2col_ms:.1f} ms/step"
+              + ("" if torch_ms is None else f", ratio {row['ratio_im2col']:.2f}x")
+              + f"; conv layers {gflops_im2col:.0f} GFLOP/s = {100 * row['conv_gemm_share_im2col']:.0f}% of numpy GEMM")
         print_op_table(per_op, "op", min_ms=0.5, digits=1)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
