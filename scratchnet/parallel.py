@@ -148,6 +148,27 @@ def for_each_chunk(xp, ranges, fn) -> int:
     return threads
 
 
+def sum_chunks(xp, ranges, fn):
+    """sum over ranges of fn(lo, hi), in parallel like for_each_chunk: each worker adds its own ranges'
+    results into a running sum (in place: fn must return a fresh array), and the workers' sums are added
+    in worker order, so the same thread count gives the same bits. For long reductions (a conv's dW over
+    many chunks) this keeps one partial per worker instead of one per chunk."""
+    partial = {}
+
+    def run(lo, hi, worker):
+        part = fn(lo, hi)
+        if worker in partial:
+            partial[worker] += part
+        else:
+            partial[worker] = part
+
+    for_each_chunk(xp, ranges, run)
+    total = partial[0]
+    for worker in range(1, len(partial)):
+        total += partial[worker]
+    return total
+
+
 def split(n: int, parts: int):
     """(lo, hi) ranges cutting range(n) into `parts` nearly equal pieces (none empty)."""
     parts = max(1, min(parts, n))

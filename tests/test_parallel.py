@@ -62,6 +62,21 @@ def test_for_each_chunk_runs_every_range_once_on_its_worker(threads):
     assert all(name.startswith("scratchnet") for name in names)
 
 
+def test_sum_chunks_adds_per_worker_running_sums_in_worker_order(threads):
+    """3 workers, 7 ranges: worker k sums ranges k, k+3, ... in order; the total adds workers 0, 1, 2."""
+    values = np.random.default_rng(3).standard_normal((17, 4)).astype(np.float32) * 1e4
+    ranges = parallel.split(17, 7)
+    got = parallel.sum_chunks(np, ranges, lambda lo, hi: values[lo:hi].sum(axis=0))
+    per_worker = [None] * 3
+    for k, (lo, hi) in enumerate(ranges):
+        part = values[lo:hi].sum(axis=0)
+        per_worker[k % 3] = part if per_worker[k % 3] is None else per_worker[k % 3] + part
+    np.testing.assert_array_equal(got, per_worker[0] + per_worker[1] + per_worker[2])
+    # float32 sums where the order shows: (1e8 - 1e8) + 1 = 1, but (1 - 1e8) + 1e8 = 0
+    ordered = np.array([[1e8], [-1e8], [1.0]], dtype=np.float32)
+    assert parallel.sum_chunks(np, parallel.split(3, 3), lambda lo, hi: ordered[lo:hi].sum(axis=0))[0] == 1.0
+
+
 def test_for_each_chunk_in_order_when_single_threaded_or_nested(threads):
     calls = []
     parallel.set_num_threads(1)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import threading
 
 from ..backend import get_array_module, on_cpu, strided_view
-from ..parallel import for_each_chunk, num_threads, split
+from ..parallel import for_each_chunk, num_threads, split, sum_chunks
 from .norm import channel_sum
-from . import winograd  # noqa: E402 - it uses this module's helpers at call time (a circular import by design)
+from . import winograd  # it imports this module back and uses its helpers at call time only
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -224,24 +224,15 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, nee
     if need_dw and _winograd_ok(xp, x, w, stride, padding):
         dw = winograd.conv3x3_weight_grad(x, dout, padding)
     elif need_dw:
-        partial = {}  # worker -> its running sum of dW^T (F, kh*kw*C); added in worker order: deterministic
-
-        def chunk(lo, hi, worker):
+        def chunk(lo, hi):
             if kept_cols is not None:  # GPU: the forward's columns (then this is the one chunk)
                 cols = kept_cols
             else:
                 cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
                                     kh, kw, stride)  # CPU: rebuilding cols beats keeping 70+ MB of them
-            part = dout2[lo * ho * wo:hi * ho * wo].T @ cols  # dout^T @ cols: BLAS is faster this way round
-            if worker in partial:
-                partial[worker] += part
-            else:
-                partial[worker] = part
+            return dout2[lo * ho * wo:hi * ho * wo].T @ cols  # dW^T chunk; BLAS is faster this way round
 
-        for_each_chunk(xp, _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize), chunk)
-        dw_t = partial[0]
-        for worker in range(1, len(partial)):
-            dw_t += partial[worker]
+        dw_t = sum_chunks(xp, _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize), chunk)  # (F, kh*kw*C)
         dw = xp.ascontiguousarray(dw_t.T, dtype=dout.dtype).reshape(w.shape)
     dx = conv_input_grad(dout, w, x.shape, stride, padding) if need_dx else None
     return dx, dw, db
