@@ -178,12 +178,14 @@ KEEP_COLS_GPU_BYTES = 4 << 30
 def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_cols: bool = False):
     """out = conv(x, w) + b via chunked im2col + GEMM.
 
-    Returns (out, cache); cache = (x, w, stride, padding, cols). keep_cols (the autograd layer sets it
-    when dW will be needed): on a GPU, keep the im2col matrix for the backward pass (else cols is None)."""
+    Returns (out, cache); cache = (x, w, stride, padding, kept). keep_cols (the autograd layer sets it
+    when dW will be needed): keep what dW's backward would otherwise rebuild, within a memory cap (else kept
+    is None): on a GPU the im2col matrix, on the Winograd path its transformed input tiles V."""
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
     if _winograd_ok(xp, x, w, stride, padding):
-        return winograd.conv3x3_forward(x, w, b, padding), (x, w, stride, padding, None)
+        out, kept_v = winograd.conv3x3_forward(x, w, b, padding, keep_v=keep_cols)
+        return out, (x, w, stride, padding, kept_v)
     kh, kw, c, f = w.shape
     n, h, wd, _ = x.shape
     ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
@@ -213,7 +215,7 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, nee
     dx          = full correlation of dilate(dout, s) with rot180(w) (in/out channels swapped), cropped
                   to x's extent: written as a stride-1 conv so it reuses im2col + one GEMM per chunk.
     """
-    x, w, stride, padding, kept_cols = cache
+    x, w, stride, padding, kept = cache
     xp = get_array_module(dout)
     kh, kw, c, f = w.shape
     n, h, wd, _ = x.shape
@@ -222,11 +224,11 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, nee
     db = channel_sum(dout2) if need_db else None
     dw = None
     if need_dw and _winograd_ok(xp, x, w, stride, padding):
-        dw = winograd.conv3x3_weight_grad(x, dout, padding)
+        dw = winograd.conv3x3_weight_grad(x, dout, padding, kept if x.dtype == dout.dtype else None)
     elif need_dw:
         def chunk(lo, hi):
-            if kept_cols is not None:  # GPU: the forward's columns (then this is the one chunk)
-                cols = kept_cols
+            if kept is not None:  # GPU: the forward's columns (then this is the one chunk)
+                cols = kept
             else:
                 cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
                                     kh, kw, stride)  # CPU: rebuilding cols beats keeping 70+ MB of them
@@ -252,7 +254,7 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     n, h, wd, _ = x_shape
     w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # rot 180, swap in/out: (kh, kw, F, C)
     if stride == 1 and _winograd_ok(xp, dout, w_rot, 1, kh - 1 - padding):
-        return winograd.conv3x3_forward(dout, w_rot, None, kh - 1 - padding)
+        return winograd.conv3x3_forward(dout, w_rot, None, kh - 1 - padding)[0]
     w_rot = w_rot.reshape(kh * kw * f, c)
     dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
 

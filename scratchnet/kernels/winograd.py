@@ -119,11 +119,14 @@ def _tiles(xp, src, key, th: int, tw: int, top: int):
     return d.reshape(TILE, TILE, -1)
 
 
-def _input_transform(xp, src, key, th, tw, top):
-    """V = B^T d B for every tile and channel: (36, n*th*tw, C)."""
+def _input_transform(xp, src, key, th, tw, top, fresh: bool = False):
+    """V = B^T d B for every tile and channel: (36, n*th*tw, C); in a reused buffer, or a new array if fresh."""
     bt = _mats(xp, src.dtype)[0]
     d = _tiles(xp, src, key, th, tw, top)
-    v = _conv._scratch(xp, ("wino V",) + key, d.shape, src.dtype, zeroed=False)
+    if fresh:
+        v = xp.empty(d.shape, dtype=src.dtype)
+    else:
+        v = _conv._scratch(xp, ("wino V",) + key, d.shape, src.dtype, zeroed=False)
     sandwich(bt, d, out=v)
     return v.reshape(TILE * TILE, src.shape[0] * th * tw, src.shape[3])
 
@@ -148,8 +151,19 @@ def weight_transform(w):
     return sandwich(g, w.reshape(3, 3, c * f)).reshape(TILE * TILE, c, f)
 
 
-def conv3x3_forward(x, w, b, padding: int):
-    """out = conv(x, w) + b for a 3x3 kernel at stride 1: x (N, H, W, C), w (3, 3, C, F) -> (N, Ho, Wo, F).
+# The forward's V (the transformed input tiles) is what dW needs too. Kept for the backward pass (the autograd
+# layer asks when dW will be needed), dW skips redoing the tile gather and input transform: measured at
+# batch 128 on P3's 3x3 layers (V 11 and 21 MB), forward + dW took 2-3 ms less per layer and the small CNN's
+# step 1-5% less. Measured on the airbench-style net (V 151-226 MB per layer at batch 1024): no faster, as
+# writing V out and reading it back through DRAM costs what rebuilding it in cache does. So V is kept only up
+# to this size (it is 36/16 = 2.25x the layer's input, plus the blocks' overhang); past it, it is rebuilt.
+KEEP_V_BYTES = 64 << 20
+
+
+def conv3x3_forward(x, w, b, padding: int, keep_v: bool = False):
+    """(out, kept): out = conv(x, w) + b for a 3x3 kernel at stride 1, x (N, H, W, C), w (3, 3, C, F) ->
+    (N, Ho, Wo, F); kept = {(lo, hi): V of images lo..hi-1} for conv3x3_weight_grad when keep_v and the
+    whole batch's V fits KEEP_V_BYTES, else None.
 
     Per chunk of images: gather tiles, input transform, 36 GEMMs against U, output transform, and the
     4x4 blocks written (cropped) into the NHWC output."""
@@ -161,11 +175,15 @@ def conv3x3_forward(x, w, b, padding: int):
     u = weight_transform(w)
     at = _mats(xp, x.dtype)[1]
     out = xp.empty((n, ho, wo, f), dtype=x.dtype)
+    keep = keep_v and TILE * TILE * n * th * tw * c * x.itemsize <= KEEP_V_BYTES
+    kept = {}
 
     def chunk(lo, hi, worker):
         nc = hi - lo
         key = ("fwd", nc, c, f, th, tw)
-        v = _input_transform(xp, x[lo:hi], key, th, tw, padding)
+        v = _input_transform(xp, x[lo:hi], key, th, tw, padding, fresh=keep)
+        if keep:
+            kept[lo, hi] = v  # each chunk its own key: the threads never write the same entry
         m = _conv._scratch(xp, ("wino M",) + key, (TILE * TILE, nc * th * tw, f), x.dtype, zeroed=False)
         xp.matmul(v, u, out=m)                                             # the 36 GEMMs
         y = sandwich(at, m.reshape(TILE, TILE, -1))                        # (4, 4, nc*th*tw*F)
@@ -175,11 +193,12 @@ def conv3x3_forward(x, w, b, padding: int):
             out[lo:hi] += b  # while the chunk is in cache
 
     for_each_chunk(xp, _chunks(xp, n, th, tw, max(c, f), x.itemsize), chunk)
-    return out
+    return out, (kept if keep else None)
 
 
-def conv3x3_weight_grad(x, dout, padding: int):
-    """dW (3, 3, C, F) of conv3x3_forward: dU[ab] = sum over tiles of V[ab]^T @ dM[ab], dW = G^T dU G."""
+def conv3x3_weight_grad(x, dout, padding: int, kept=None):
+    """dW (3, 3, C, F) of conv3x3_forward: dU[ab] = sum over tiles of V[ab]^T @ dM[ab], dW = G^T dU G.
+    kept: the forward's V by image range (then dW uses the same ranges); else V is rebuilt from x."""
     xp = get_array_module(dout)
     n, h, wd, c = x.shape
     ho, wo, f = dout.shape[1:]
@@ -189,16 +208,21 @@ def conv3x3_weight_grad(x, dout, padding: int):
     def chunk(lo, hi):
         nc = hi - lo
         key = ("dw", nc, c, f, th, tw)
-        v = _input_transform(xp, x[lo:hi].astype(dout.dtype, copy=False), key, th, tw, padding)
+        if kept is None:
+            v = _input_transform(xp, x[lo:hi].astype(dout.dtype, copy=False), key, th, tw, padding)
+        else:
+            v = kept[lo, hi]
         # dY in 4x4 blocks (zeros where a block overhangs the output), block position first
         frame = _conv._scratch(xp, ("wino dY frame",) + key + (ho, wo), (nc, OUT * th, OUT * tw, f), dout.dtype)
         frame[:, :ho, :wo] = dout[lo:hi]
         dy = _conv._scratch(xp, ("wino dY",) + key, (OUT, OUT, nc, th, tw, f), dout.dtype, zeroed=False)
         dy[...] = frame.reshape(nc, th, OUT, tw, OUT, f).transpose(2, 4, 0, 1, 3, 5)
         dm = sandwich(at.T, dy.reshape(OUT, OUT, -1)).reshape(TILE * TILE, nc * th * tw, f)  # A dY A^T
-        return xp.matmul(v.transpose(0, 2, 1), dm)                         # this chunk's dU: (36, C, F)
+        return xp.matmul(v.transpose(0, 2, 1), dm)                        # this chunk's dU: (36, C, F)
 
-    du = sum_chunks(xp, _chunks(xp, n, th, tw, max(c, f), dout.itemsize), chunk)
+    # the forward's ranges, in order (the dict's order is the threads' finishing order): same sums, same bits
+    ranges = sorted(kept) if kept is not None else _chunks(xp, n, th, tw, max(c, f), dout.itemsize)
+    du = sum_chunks(xp, ranges, chunk)
     g = _mats(xp, dout.dtype)[2]
     return sandwich(g.T, du.reshape(TILE, TILE, c * f)).reshape(3, 3, c, f)
 
