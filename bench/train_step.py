@@ -1,11 +1,13 @@
 """Training-step speed: scratchnet-numpy vs PyTorch CPU, measured in the same run on the same machine.
 
-    python bench/train_step.py [--nets small small_bn airbench better] [--rounds 4] [--threads 2]
+    python bench/train_step.py [--nets small small_bn airbench better] [--rounds 8] [--threads 2]
 
 For each network: median milliseconds per training step (forward + backward + SGD update) of
 scratchnet and of its PyTorch twin (same architecture and weights, NCHW, oneDNN), their ratio, a
-per-op table of where scratchnet's time goes (forward and backward separately), and the FLOP/s the conv
-layers reach as a share of this machine's numpy float32 GEMM speed (measured here too, with all cores).
+per-op table of where scratchnet's time goes (forward and backward separately), a per-layer table of
+both libraries' forward and backward milliseconds side by side (the two taking turns, median of 5
+timed steps, 3 for the big-batch nets; `per_layer` in the JSON), and the FLOP/s the conv layers reach as a share of this
+machine's numpy float32 GEMM speed (measured here too, with all cores), in all and per layer.
 The two sides take turns (rounds of a few steps each), so machine-speed drift hits both alike; both use
 --threads threads (torch's intra-op pool; scratchnet.parallel's CPU kernels).
 Writes bench/results/train_step.json: [{net, batch, scratchnet_ms, torch_ms, ratio, conv_gemm_share, ...}].
@@ -21,7 +23,10 @@ glibc malloc setting that scratchnet's CPU kernels switch on (scratchnet/paralle
 kept, big arrays are not re-mmap'd each step), which speeds PyTorch up too; `torch_default_malloc_ms` is
 PyTorch timed alone in a fresh process that never runs a scratchnet kernel, i.e. PyTorch as a user gets it.
 `ratio` divides by the first (same conditions for both); `ratio_vs_torch_default_malloc` by the second.
-Run it on a quiet machine: anything else on the two cores makes both numbers lie.
+Run it on a quiet machine: anything else on the two cores makes both numbers lie. Even so, single
+steps on this project's VM range from 126 to 207 ms for a median of 136 (the batch-norm CNN, 40 steps in
+a row), so each side gets 8 rounds of 3 timed steps by default (4 for the big-batch nets); with 4 rounds,
+repeated runs of the batch-norm CNN gave ratios from 0.91 to 1.02.
 
     python bench/train_step.py --backend cupy          (on a machine with an NVIDIA GPU and CuPy)
 
@@ -227,6 +232,169 @@ def profile_ops(step, repeats=2, sync=lambda: None):
     return {k: v / repeats * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
 
 
+class LayerTimer:
+    """Milliseconds of one scratchnet step in each top-level layer of a Sequential, forward and backward.
+
+    Forward: each layer's forward is timed around its call. Backward: the autograd engine runs the layers'
+    Functions later, in reverse, so each Function is tagged with the layer that created it and its backward
+    time is added to that layer. Functions made outside any layer (the loss) go to "loss"."""
+
+    def __init__(self, net):
+        self.net, self.current, self.saved = net, None, []
+        self.names = [name for name, _ in net.named_children()]
+        self.fwd, self.bwd = collections.defaultdict(float), collections.defaultdict(float)
+
+    def __enter__(self):
+        for name, layer in zip(self.names, self.net.layers):
+            layer.__dict__["forward"] = self._layer_forward(layer.forward, name)  # shadows the class method
+        for cls in sn.Function.__subclasses__():
+            self.saved.append((cls, cls.forward, cls.backward))
+            cls.forward, cls.backward = self._tagging(cls.forward), self._timed_backward(cls.backward)
+        return self
+
+    def _layer_forward(self, forward, name):
+        def timed(*a, **k):
+            self.current, t = name, time.perf_counter()
+            try:
+                return forward(*a, **k)
+            finally:
+                self.fwd[name] += time.perf_counter() - t
+                self.current = None
+        return timed
+
+    def _tagging(self, forward):
+        timer = self
+
+        def tagged(fn, *a, **k):
+            fn.bench_layer = timer.current or "loss"
+            return forward(fn, *a, **k)
+        return tagged
+
+    def _timed_backward(self, backward):
+        timer = self
+
+        def timed(fn, *a, **k):
+            t = time.perf_counter()
+            out = backward(fn, *a, **k)
+            timer.bwd[getattr(fn, "bench_layer", "loss")] += time.perf_counter() - t
+            return out
+        return timed
+
+    def __exit__(self, *exc):
+        for layer in self.net.layers:
+            layer.__dict__.pop("forward", None)
+        for cls, fwd, bwd in self.saved:
+            cls.forward, cls.backward = fwd, bwd
+
+
+def torch_layer_times(model, step_fn):
+    """({layer index: forward s}, {layer index: backward s}) of one PyTorch step on an nn.Sequential twin.
+
+    Forward: hooks before and after each layer. Backward: a hook on each layer's output fires when the
+    gradient reaching that layer is ready, i.e. when its backward starts; it ends when the next such hook
+    (the layer below) fires, or for the first layer when loss.backward() returns."""
+    fwd, starts, handles, t0 = collections.defaultdict(float), {}, [], {}
+
+    def pre(i):
+        return lambda m, inp: t0.__setitem__(i, time.perf_counter())
+
+    def post(i):
+        def hook(m, inp, out):
+            fwd[i] += time.perf_counter() - t0[i]
+            if out.requires_grad:
+                out.register_hook(lambda g: starts.__setitem__(i, time.perf_counter()))
+        return hook
+
+    for i, m in enumerate(model):
+        handles += [m.register_forward_pre_hook(pre(i)), m.register_forward_hook(post(i))]
+    try:
+        end = step_fn()
+    finally:
+        for h in handles:
+            h.remove()
+    bwd = {}
+    for i, start in starts.items():
+        later = [t for t in starts.values() if t > start]  # the next layer down to start its backward
+        bwd[i] = (min(later) if later else end) - start
+    return fwd, bwd
+
+
+def profile_layers(net, x, y, steps):
+    """Per-layer table of one training step: scratchnet and (where the net has one) its PyTorch twin, the
+    two taking turns (one untimed and one timed step each), median over `steps` timed steps of each
+    layer's forward and backward ms; conv
+    layers also get their FLOP/s (direct convolution's count, as conv_flops)."""
+    sn_step = sgd_step_scratchnet(net, x, y)
+    names = [name for name, _ in net.named_children()]
+    sn_f, sn_b = collections.defaultdict(list), collections.defaultdict(list)
+    th_f, th_b = collections.defaultdict(list), collections.defaultdict(list)
+    twin = None
+    try:
+        model = torch_twin(net)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+
+        def twin():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(xt), yt)
+            loss.backward()
+            end = time.perf_counter()
+            opt.step()
+            return end
+    except TypeError:  # a layer with no PyTorch counterpart (the better net): scratchnet only
+        pass
+    for _ in range(steps):
+        sn_step()  # untimed first, as in median_ms: the other side's idle threads may still be spinning
+        with LayerTimer(net) as timer:
+            sn_step()
+        for name in names:
+            sn_f[name].append(timer.fwd[name])
+            sn_b[name].append(timer.bwd[name])
+        if twin is not None:
+            twin()
+            f, b = torch_layer_times(model, twin)
+            for i, name in enumerate(names):
+                th_f[name].append(f.get(i, 0.0))
+                th_b[name].append(b.get(i, 0.0))
+    rows, size, first = [], x.shape[1], True
+    for name, layer in zip(names, net.layers):
+        row = {"layer": name, "op": type(layer).__name__,
+               "scratchnet_fwd_ms": round(statistics.median(sn_f[name]) * 1000, 2),
+               "scratchnet_bwd_ms": round(statistics.median(sn_b[name]) * 1000, 2)}
+        if twin is not None:
+            row["torch_fwd_ms"] = round(statistics.median(th_f[name]) * 1000, 2)
+            row["torch_bwd_ms"] = round(statistics.median(th_b[name]) * 1000, 2)
+            both = row["torch_fwd_ms"] + row["torch_bwd_ms"]
+            row["ratio"] = round((row["scratchnet_fwd_ms"] + row["scratchnet_bwd_ms"]) / both, 2) if both else None
+        if isinstance(layer, snn.Conv2d):
+            size = (size + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+            fwd_flops = 2 * x.shape[0] * size * size * layer.kernel_size ** 2 * layer.in_channels * layer.out_channels
+            total_ms = row["scratchnet_fwd_ms"] + row["scratchnet_bwd_ms"]
+            row["op"] = (f"Conv2d {layer.in_channels}->{layer.out_channels} {layer.kernel_size}x{layer.kernel_size}"
+                         f" on {size}x{size}")
+            row["conv_gflops"] = round(fwd_flops * (2 if first else 3) / total_ms / 1e6, 1)
+            first = False
+        elif isinstance(layer, snn.MaxPool2d):
+            size = (size - layer.kernel_size) // layer.stride + 1
+        rows.append(row)
+    return rows
+
+
+def print_layer_table(rows, peak):
+    has_torch = "torch_fwd_ms" in rows[0]
+    head = f"  {'layer':<11}{'op':<30}{'fwd ms':>8}{'bwd ms':>8}"
+    head += f"{'torch fwd':>10}{'torch bwd':>10}{'ratio':>7}" if has_torch else ""
+    print(head + "  conv GFLOP/s (share of GEMM)")
+    for r in rows:
+        line = f"  {r['layer']:<11}{r['op']:<30}{r['scratchnet_fwd_ms']:>8.1f}{r['scratchnet_bwd_ms']:>8.1f}"
+        if has_torch:
+            ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+            line += f"{r['torch_fwd_ms']:>10.1f}{r['torch_bwd_ms']:>10.1f}{ratio:>7}"
+        if "conv_gflops" in r:
+            line += f"  {r['conv_gflops']:.0f} ({100 * r['conv_gflops'] / peak:.0f}%)"
+        print(line)
+
+
 def torch_alone_ms(name, steps, threads):
     """PyTorch's step for `name` timed in a fresh process that never runs a scratchnet kernel."""
     run = subprocess.run([sys.executable, __file__, "--torch-alone", name, "--rounds", str(steps),
@@ -322,7 +490,7 @@ def main_gpu(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
-    p.add_argument("--rounds", type=positive_int, default=4, help="turns per side and net, 3 timed steps each (median "
+    p.add_argument("--rounds", type=positive_int, default=8, help="turns per side and net, 3 timed steps each (median "
                    "reported); halved for the batch-512/1024 nets")
     p.add_argument("--threads", type=positive_int, default=2,
                    help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
@@ -363,6 +531,7 @@ def main():
         ms = median_ms(steps, rounds)
         sn_ms, im2col_ms, torch_ms = ms["scratchnet"], ms["scratchnet_im2col"], ms.get("torch")
         per_op = profile_ops(sn_step)
+        per_layer = profile_layers(net, x, y, steps=5 if batch <= 256 else 3)
         conv_ms_im2col = sum(v for k, v in profile_ops(im2col_step).items() if k.startswith("Conv2d"))
         alone_ms = None if torch_ms is None else torch_alone_ms(name, 3 * rounds, args.threads)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
@@ -380,7 +549,7 @@ def main():
                "conv_gflops": round(conv_gflops, 1), "conv_ms": round(conv_ms, 1),
                "conv_gemm_share_im2col": round(gflops_im2col / peak, 3), "conv_ms_im2col": round(conv_ms_im2col, 1),
                "step_gflops": round(flops / (sn_ms / 1000) / 1e9, 1), "matmul_gflops": round(peak, 1),
-               "per_op_ms": {k: round(v, 2) for k, v in per_op.items()}}
+               "per_op_ms": {k: round(v, 2) for k, v in per_op.items()}, "per_layer": per_layer}
         rows.append(row)
         vs_torch = "no torch twin" if torch_ms is None else (
             f"torch {torch_ms:.1f} ms/step, ratio {row['ratio']:.2f}x (torch alone with glibc's default malloc "
@@ -391,6 +560,7 @@ def main():
               + ("" if torch_ms is None else f", ratio {row['ratio_im2col']:.2f}x")
               + f"; conv layers {gflops_im2col:.0f} GFLOP/s = {100 * row['conv_gemm_share_im2col']:.0f}% of numpy GEMM")
         print_op_table(per_op, "op", min_ms=0.5, digits=1)
+        print_layer_table(per_layer, peak)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
             "threads": args.threads, "timing": "median of steps timed in alternating rounds",

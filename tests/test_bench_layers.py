@@ -1,0 +1,49 @@
+"""bench/train_step.py's per-layer table on a tiny net: every layer gets both libraries' forward and
+backward time, and the timers leave the net and scratchnet's Functions as they found them."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+import scratchnet as sn
+from scratchnet import nn
+
+
+def load_bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("bench_train_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_net():
+    rng = np.random.default_rng(0)
+    return nn.Sequential(("conv", nn.Conv2d(3, 4, 3, padding=1, bias=False, rng=rng)), ("bn", nn.BatchNorm2d(4)),
+                         ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2, 2)), ("gap", nn.GlobalAvgPool2d()),
+                         ("fc", nn.Linear(4, 10, rng=rng)))
+
+
+def test_per_layer_table_has_every_layer_and_restores_what_it_wrapped():
+    bench = load_bench()
+    net = tiny_net()
+    before = {cls: (cls.forward, cls.backward) for cls in sn.Function.__subclasses__()}
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    rows = bench.profile_layers(net, x, np.array([1, 7]), steps=2)
+    assert [r["layer"] for r in rows] == ["conv", "bn", "relu", "pool", "gap", "fc"]
+    for r in rows:
+        assert r["scratchnet_fwd_ms"] > 0 and r["torch_fwd_ms"] > 0, r
+        assert r["scratchnet_bwd_ms"] > 0 and r["torch_bwd_ms"] > 0, r  # every layer here has a backward
+    assert rows[0]["op"] == "Conv2d 3->4 3x3 on 8x8" and rows[0]["conv_gflops"] > 0
+    assert all("forward" not in layer.__dict__ for layer in net.layers)
+    assert {cls: (cls.forward, cls.backward) for cls in sn.Function.__subclasses__()} == before
+
+
+def test_layer_timer_sends_each_backward_to_the_layer_that_made_it():
+    bench = load_bench()
+    net = tiny_net()
+    step = bench.sgd_step_scratchnet(net, np.ones((2, 8, 8, 3), np.float32), np.array([0, 1]))
+    with bench.LayerTimer(net) as timer:
+        step()
+    assert set(timer.fwd) == {"conv", "bn", "relu", "pool", "gap", "fc"}
+    assert set(timer.bwd) == {"conv", "bn", "relu", "pool", "gap", "fc", "loss"}  # the loss: outside any layer
