@@ -112,51 +112,82 @@ def matmul_gflops(n=2048, repeats=5):
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def conv_flops(net, batch, hw=32):
-    """FLOPs of all conv layers in one training step: forward 2*N*Ho*Wo*k*k*Cin*Cout, backward dW the
-    same and dx the same again (except the first layer, whose input needs no gradient)."""
-    total, size, first = 0, hw, True
+def conv_layers(net, batch, hw=32):
+    """(layer, output size, FLOPs in one training step) of each conv layer: forward 2*N*Ho*Wo*k*k*Cin*Cout,
+    backward dW the same (unless the weight is frozen, as the better net's whitening conv) and dx the same
+    again (except the first layer, whose input needs no gradient)."""
+    size, first = hw, True
     for layer in net.layers:
         if isinstance(layer, snn.Conv2d):
             size = (size + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
             fwd = 2 * batch * size * size * layer.kernel_size ** 2 * layer.in_channels * layer.out_channels
-            total += fwd * (2 if first else 3)
+            yield layer, size, fwd * (1 + isinstance(layer.weight, snn.Parameter) + (not first))
             first = False
         elif isinstance(layer, snn.MaxPool2d):
             size = (size - layer.kernel_size) // layer.stride + 1
-    return total
+
+
+def conv_flops(net, batch, hw=32):
+    """FLOPs of all conv layers in one training step (conv_layers)."""
+    return sum(flops for _, _, flops in conv_layers(net, batch, hw))
 
 
 class OpTimer:
     """Wraps every Function's forward/backward to add up wall time per op class (on a GPU each call is
-    synchronised on both sides, so that its kernels' time lands on it and not on a later op)."""
+    synchronised on both sides, so that its kernels' time lands on it and not on a later op).
 
-    def __init__(self, sync=lambda: None):
+    With `net` (a Sequential) it also adds each op's time to the top-level layer it belongs to (layer_fwd,
+    layer_bwd): while a layer's forward runs, every Function it creates is tagged with the layer's name, and
+    the autograd engine's later backward call on that Function is booked to it. Functions created outside
+    any layer (the loss) go to "loss"."""
+
+    def __init__(self, sync=lambda: None, net=None):
         self.times = collections.defaultdict(float)
+        self.layer_fwd, self.layer_bwd = collections.defaultdict(float), collections.defaultdict(float)
         self.saved = []
         self.sync = sync
+        self.net, self.current = net, None
 
     def __enter__(self):
         for cls in sn.Function.__subclasses__():
             fwd, bwd = cls.forward, cls.backward
             self.saved.append((cls, fwd, bwd))
-            cls.forward = self._wrap(fwd, cls.__name__ + " fwd")
-            cls.backward = self._wrap(bwd, cls.__name__ + " bwd")
+            cls.forward = self._wrap(fwd, cls.__name__ + " fwd", self.layer_fwd, tag=True)
+            cls.backward = self._wrap(bwd, cls.__name__ + " bwd", self.layer_bwd, tag=False)
+        if self.net is not None:
+            for name, layer in self.net.named_children():
+                layer.__dict__["forward"] = self._in_layer(layer.forward, name)  # shadows the class method
         return self
 
-    def _wrap(self, fn, key):
-        def timed(*a, **k):
+    def _in_layer(self, forward, name):
+        def run(*a, **k):
+            self.current = name
+            try:
+                return forward(*a, **k)
+            finally:
+                self.current = None
+        return run
+
+    def _wrap(self, fn, key, per_layer, tag):
+        def timed(function, *a, **k):
+            if tag:
+                function.bench_layer = self.current or "loss"
             self.sync()
             t = time.perf_counter()
-            out = fn(*a, **k)
+            out = fn(function, *a, **k)
             self.sync()
-            self.times[key] += time.perf_counter() - t
+            elapsed = time.perf_counter() - t
+            self.times[key] += elapsed
+            per_layer[getattr(function, "bench_layer", "loss")] += elapsed
             return out
         return timed
 
     def __exit__(self, *exc):
         for cls, fwd, bwd in self.saved:
             cls.forward, cls.backward = fwd, bwd
+        if self.net is not None:
+            for _, layer in self.net.named_children():
+                layer.__dict__.pop("forward", None)
 
 
 def sgd_step_scratchnet(net, x, y):
@@ -183,7 +214,8 @@ def im2col_only(step):
 
 
 def sgd_step_torch(net, x, y, device="cpu", tf32=False):
-    """PyTorch's training step on a twin of `net` (build it while net is still on the host)."""
+    """PyTorch's training step on a twin of `net` (build it while net is still on the host). The step returns
+    the time loss.backward() ended (torch_layer_times needs it); the twin is step.model."""
     model = torch_twin(net).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
@@ -194,8 +226,11 @@ def sgd_step_torch(net, x, y, device="cpu", tf32=False):
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(xt), yt)
         loss.backward()
+        backward_end = time.perf_counter()
         opt.step()
+        return backward_end
 
+    step.model = model
     return step
 
 
@@ -230,61 +265,6 @@ def profile_ops(step, repeats=2, sync=lambda: None):
         for _ in range(repeats):
             step()
     return {k: v / repeats * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
-
-
-class LayerTimer:
-    """Milliseconds of one scratchnet step in each top-level layer of a Sequential, forward and backward.
-
-    Forward: each layer's forward is timed around its call. Backward: the autograd engine runs the layers'
-    Functions later, in reverse, so each Function is tagged with the layer that created it and its backward
-    time is added to that layer. Functions made outside any layer (the loss) go to "loss"."""
-
-    def __init__(self, net):
-        self.net, self.current, self.saved = net, None, []
-        self.names = [name for name, _ in net.named_children()]
-        self.fwd, self.bwd = collections.defaultdict(float), collections.defaultdict(float)
-
-    def __enter__(self):
-        for name, layer in zip(self.names, self.net.layers):
-            layer.__dict__["forward"] = self._layer_forward(layer.forward, name)  # shadows the class method
-        for cls in sn.Function.__subclasses__():
-            self.saved.append((cls, cls.forward, cls.backward))
-            cls.forward, cls.backward = self._tagging(cls.forward), self._timed_backward(cls.backward)
-        return self
-
-    def _layer_forward(self, forward, name):
-        def timed(*a, **k):
-            self.current, t = name, time.perf_counter()
-            try:
-                return forward(*a, **k)
-            finally:
-                self.fwd[name] += time.perf_counter() - t
-                self.current = None
-        return timed
-
-    def _tagging(self, forward):
-        timer = self
-
-        def tagged(fn, *a, **k):
-            fn.bench_layer = timer.current or "loss"
-            return forward(fn, *a, **k)
-        return tagged
-
-    def _timed_backward(self, backward):
-        timer = self
-
-        def timed(fn, *a, **k):
-            t = time.perf_counter()
-            out = backward(fn, *a, **k)
-            timer.bwd[getattr(fn, "bench_layer", "loss")] += time.perf_counter() - t
-            return out
-        return timed
-
-    def __exit__(self, *exc):
-        for layer in self.net.layers:
-            layer.__dict__.pop("forward", None)
-        for cls, fwd, bwd in self.saved:
-            cls.forward, cls.backward = fwd, bwd
 
 
 def torch_layer_times(model, step_fn):
@@ -322,71 +302,58 @@ def torch_layer_times(model, step_fn):
 def profile_layers(net, x, y, steps):
     """Per-layer table of one training step: scratchnet and (where the net has one) its PyTorch twin, the
     two taking turns (one untimed and one timed step each), median over `steps` timed steps of each
-    layer's forward and backward ms; conv
-    layers also get their FLOP/s (direct convolution's count, as conv_flops)."""
+    layer's forward and backward ms (the ops' time, OpTimer); conv layers also get their FLOP/s
+    (conv_layers' count)."""
     sn_step = sgd_step_scratchnet(net, x, y)
-    names = [name for name, _ in net.named_children()]
-    sn_f, sn_b = collections.defaultdict(list), collections.defaultdict(list)
-    th_f, th_b = collections.defaultdict(list), collections.defaultdict(list)
-    twin = None
     try:
-        model = torch_twin(net)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-        xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
-
-        def twin():
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(xt), yt)
-            loss.backward()
-            end = time.perf_counter()
-            opt.step()
-            return end
-    except TypeError:  # a layer with no PyTorch counterpart (the better net): scratchnet only
-        pass
+        twin = sgd_step_torch(net, x, y)
+    except TypeError:  # a layer with no PyTorch counterpart (the better net): scratchnet's side only
+        twin = None
+    names = [name for name, _ in net.named_children()]
+    times = collections.defaultdict(list)  # (side, direction, layer name) -> seconds per timed step
     for _ in range(steps):
         sn_step()  # untimed first, as in median_ms: the other side's idle threads may still be spinning
-        with LayerTimer(net) as timer:
+        with OpTimer(net=net) as timer:
             sn_step()
         for name in names:
-            sn_f[name].append(timer.fwd[name])
-            sn_b[name].append(timer.bwd[name])
+            times["sn", "fwd", name].append(timer.layer_fwd[name])
+            times["sn", "bwd", name].append(timer.layer_bwd[name])
         if twin is not None:
             twin()
-            f, b = torch_layer_times(model, twin)
+            fwd, bwd = torch_layer_times(twin.model, twin)
             for i, name in enumerate(names):
-                th_f[name].append(f.get(i, 0.0))
-                th_b[name].append(b.get(i, 0.0))
-    rows, size, first = [], x.shape[1], True
+                times["torch", "fwd", name].append(fwd.get(i, 0.0))
+                times["torch", "bwd", name].append(bwd.get(i, 0.0))
+
+    def ms(*key):
+        return round(statistics.median(times[key]) * 1000, 2)
+
+    convs = {id(layer): (size, flops) for layer, size, flops in conv_layers(net, x.shape[0], x.shape[1])}
+    rows = []
     for name, layer in zip(names, net.layers):
         row = {"layer": name, "op": type(layer).__name__,
-               "scratchnet_fwd_ms": round(statistics.median(sn_f[name]) * 1000, 2),
-               "scratchnet_bwd_ms": round(statistics.median(sn_b[name]) * 1000, 2)}
+               "scratchnet_fwd_ms": ms("sn", "fwd", name), "scratchnet_bwd_ms": ms("sn", "bwd", name)}
         if twin is not None:
-            row["torch_fwd_ms"] = round(statistics.median(th_f[name]) * 1000, 2)
-            row["torch_bwd_ms"] = round(statistics.median(th_b[name]) * 1000, 2)
+            row["torch_fwd_ms"], row["torch_bwd_ms"] = ms("torch", "fwd", name), ms("torch", "bwd", name)
             both = row["torch_fwd_ms"] + row["torch_bwd_ms"]
             row["ratio"] = round((row["scratchnet_fwd_ms"] + row["scratchnet_bwd_ms"]) / both, 2) if both else None
-        if isinstance(layer, snn.Conv2d):
-            size = (size + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
-            fwd_flops = 2 * x.shape[0] * size * size * layer.kernel_size ** 2 * layer.in_channels * layer.out_channels
-            total_ms = row["scratchnet_fwd_ms"] + row["scratchnet_bwd_ms"]
-            row["op"] = (f"Conv2d {layer.in_channels}->{layer.out_channels} {layer.kernel_size}x{layer.kernel_size}"
-                         f" on {size}x{size}")
-            row["conv_gflops"] = round(fwd_flops * (2 if first else 3) / total_ms / 1e6, 1)
-            first = False
-        elif isinstance(layer, snn.MaxPool2d):
-            size = (size - layer.kernel_size) // layer.stride + 1
+        if id(layer) in convs:
+            size, flops = convs[id(layer)]
+            k = layer.kernel_size
+            row["op"] = f"Conv2d {layer.in_channels}->{layer.out_channels} {k}x{k} on {size}x{size}"
+            row["conv_gflops"] = round(flops / (row["scratchnet_fwd_ms"] + row["scratchnet_bwd_ms"]) / 1e6, 1)
         rows.append(row)
     return rows
 
 
 def print_layer_table(rows, peak):
     has_torch = "torch_fwd_ms" in rows[0]
-    head = f"  {'layer':<11}{'op':<30}{'fwd ms':>8}{'bwd ms':>8}"
+    width = max(len(r["layer"]) for r in rows) + 2
+    head = f"  {'layer':<{width}}{'op':<30}{'fwd ms':>8}{'bwd ms':>8}"
     head += f"{'torch fwd':>10}{'torch bwd':>10}{'ratio':>7}" if has_torch else ""
     print(head + "  conv GFLOP/s (share of GEMM)")
     for r in rows:
-        line = f"  {r['layer']:<11}{r['op']:<30}{r['scratchnet_fwd_ms']:>8.1f}{r['scratchnet_bwd_ms']:>8.1f}"
+        line = f"  {r['layer']:<{width}}{r['op']:<30}{r['scratchnet_fwd_ms']:>8.1f}{r['scratchnet_bwd_ms']:>8.1f}"
         if has_torch:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
             line += f"{r['torch_fwd_ms']:>10.1f}{r['torch_bwd_ms']:>10.1f}{ratio:>7}"

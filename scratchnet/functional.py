@@ -367,7 +367,7 @@ class Linear(Function):
 class Conv2d(Function):
     def forward(self, x, w, b=None, stride=1, padding=0):
         self.has_bias = b is not None
-        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding, keep_cols=self.needs_input_grad[1])
+        out, self.cache = _conv.conv2d_forward(x, w, b, stride, padding, keep_for_dw=self.needs_input_grad[1])
         return out
 
     def backward(self, g):

@@ -1,5 +1,5 @@
 """bench/train_step.py's per-layer table on a tiny net: every layer gets both libraries' forward and
-backward time, and the timers leave the net and scratchnet's Functions as they found them."""
+backward time, and the timer leaves the net and scratchnet's Functions as they found them."""
 import importlib.util
 from pathlib import Path
 
@@ -39,11 +39,27 @@ def test_per_layer_table_has_every_layer_and_restores_what_it_wrapped():
     assert {cls: (cls.forward, cls.backward) for cls in sn.Function.__subclasses__()} == before
 
 
-def test_layer_timer_sends_each_backward_to_the_layer_that_made_it():
+def test_op_timer_books_each_op_to_its_class_and_to_the_layer_that_made_it():
     bench = load_bench()
     net = tiny_net()
     step = bench.sgd_step_scratchnet(net, np.ones((2, 8, 8, 3), np.float32), np.array([0, 1]))
-    with bench.LayerTimer(net) as timer:
+    with bench.OpTimer(net=net) as timer:
         step()
-    assert set(timer.fwd) == {"conv", "bn", "relu", "pool", "gap", "fc"}
-    assert set(timer.bwd) == {"conv", "bn", "relu", "pool", "gap", "fc", "loss"}  # the loss: outside any layer
+    assert set(timer.layer_fwd) == {"conv", "bn", "relu", "pool", "gap", "fc", "loss"}  # the loss: no layer
+    assert set(timer.layer_bwd) == set(timer.layer_fwd)
+    assert {"Conv2d fwd", "Conv2d bwd", "BatchNorm fwd", "CrossEntropy bwd"} <= set(timer.times)
+    for per_layer, direction in ((timer.layer_fwd, "fwd"), (timer.layer_bwd, "bwd")):  # one booking, two views
+        total = sum(v for k, v in timer.times.items() if k.endswith(direction))
+        assert abs(sum(per_layer.values()) - total) < 1e-9
+
+
+def test_per_layer_table_of_a_net_without_a_pytorch_twin_has_scratchnet_only():
+    bench = load_bench()
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(("conv", nn.Conv2d(3, 4, 3, rng=rng)), ("gelu", nn.GELU()), ("gap", nn.GlobalAvgPool2d()),
+                        ("fc", nn.Linear(4, 10, rng=rng)))
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    rows = bench.profile_layers(net, x, np.array([1, 7]), steps=1)
+    assert [r["layer"] for r in rows] == ["conv", "gelu", "gap", "fc"]
+    assert all("torch_fwd_ms" not in r and r["scratchnet_bwd_ms"] > 0 for r in rows)
+    assert rows[0]["op"] == "Conv2d 3->4 3x3 on 6x6"

@@ -77,23 +77,34 @@ def test_batch_norm_matches_numpy(training):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def sgd_steps(backend, build, x, y, steps, label_smoothing=0.0, ema_decay=None, **sgd):
+    """`steps` Nesterov SGD steps of build() on `backend` on one batch: (its state_dict, the EMA's or None)."""
+    net = build().to(backend)
+    assert net.backend == backend
+    xp = sn.backend.array_module(backend)
+    opt = optim.SGD(net.parameters(), momentum=0.9, nesterov=True, **sgd)
+    ema = None if ema_decay is None else optim.EMA(net.parameters(), ema_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(net(sn.Tensor(xp.asarray(x))), xp.asarray(y), label_smoothing=label_smoothing).backward()
+        opt.step()
+        if ema is not None:
+            ema.update(ema_decay)
+    return net.state_dict(), None if ema is None else ema.state_dict()
+
+
+def assert_states_match(got, want):
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=2e-3, atol=2e-4, err_msg=k)
+
+
 def test_training_steps_match_numpy():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((8, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, 8)
-    weights = []
-    for backend in ("numpy", "cupy"):
-        net = models.small_cnn(batch_norm=True, seed=0).to(backend)
-        opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-        xp = sn.backend.array_module(backend)
-        for _ in range(3):
-            opt.zero_grad()
-            F.cross_entropy(net(sn.Tensor(xp.asarray(x))), xp.asarray(y)).backward()
-            opt.step()
-        weights.append(net.state_dict())
-        assert net.backend == backend
-    for k in weights[0]:
-        np.testing.assert_allclose(weights[1][k], weights[0][k], rtol=2e-3, atol=2e-4, err_msg=k)
+    (want, _), (got, _) = (sgd_steps(backend, lambda: models.small_cnn(batch_norm=True, seed=0), x, y, 3, lr=0.05)
+                           for backend in ("numpy", "cupy"))
+    assert_states_match(got, want)
 
 
 # --- the fast kernels, the P3 part 3 net, optimisers, data pipeline and the P3 script on the GPU ---------
@@ -125,21 +136,10 @@ def test_better_net_training_steps_match_numpy():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((6, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, 6)
-    results = []
-    for backend in ("numpy", "cupy"):
-        net = models.better_net(seed=0).to(backend)
-        xp = sn.backend.array_module(backend)
-        opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-        ema = optim.EMA(net.parameters(), 0.9)
-        for _ in range(2):
-            opt.zero_grad()
-            F.cross_entropy(net(sn.Tensor(xp.asarray(x))), xp.asarray(y), label_smoothing=0.2).backward()
-            opt.step()
-            ema.update(0.9)
-        results.append((net.state_dict(), ema.state_dict()))
-    for got, want in zip(results[1], results[0]):
-        for k in want:
-            np.testing.assert_allclose(got[k], want[k], rtol=2e-3, atol=2e-4, err_msg=k)
+    want, got = (sgd_steps(backend, lambda: models.better_net(seed=0), x, y, 2, label_smoothing=0.2,
+                           ema_decay=0.9, lr=0.1, weight_decay=5e-4) for backend in ("numpy", "cupy"))
+    for got_state, want_state in zip(got, want):  # weights, then the EMA's
+        assert_states_match(got_state, want_state)
 
 
 def test_adam_and_optimizer_state_round_trip():

@@ -219,7 +219,7 @@ def test_threaded_conv_is_deterministic_and_equals_one_thread(threads, conv_path
 
 
 def test_winograd_dw_from_kept_tiles_has_the_same_bits_as_rebuilt(threads, monkeypatch):
-    """keep_cols (as the autograd layer asks when dW is needed): the Winograd forward keeps its transformed
+    """keep_for_dw (as the autograd layer asks when dW is needed): the Winograd forward keeps its transformed
     tiles V and dW reuses them instead of rebuilding them; same bits either way, every run, whatever order
     the threads finished in. Over KEEP_V_BYTES nothing is kept."""
     monkeypatch.setattr(winograd_k, "MIN_CHANNELS", 1)
@@ -231,16 +231,16 @@ def test_winograd_dw_from_kept_tiles_has_the_same_bits_as_rebuilt(threads, monke
     assert rebuilt[4] is None
     expected = conv_k.conv2d_backward(dout, rebuilt)
     for _ in range(5):
-        out_kept, kept = conv_k.conv2d_forward(x, w, None, 1, 1, keep_cols=True)
+        out_kept, kept = conv_k.conv2d_forward(x, w, None, 1, 1, keep_for_dw=True)
         assert isinstance(kept[4], dict) and len(kept[4]) > 3  # one V per chunk: several chunks, 3 threads
         np.testing.assert_array_equal(out_kept, out)
         for a, b in zip(conv_k.conv2d_backward(dout, kept), expected):
             np.testing.assert_array_equal(a, b)
     v_bytes = 36 * 7 * 3 * 3 * 5 * 4  # 36 tile positions x 7 images x 3x3 blocks x 5 channels, float32
     monkeypatch.setattr(winograd_k, "KEEP_V_BYTES", v_bytes - 1)
-    assert conv_k.conv2d_forward(x, w, None, 1, 1, keep_cols=True)[1][4] is None
+    assert conv_k.conv2d_forward(x, w, None, 1, 1, keep_for_dw=True)[1][4] is None
     monkeypatch.setattr(winograd_k, "KEEP_V_BYTES", v_bytes)
-    assert conv_k.conv2d_forward(x, w, None, 1, 1, keep_cols=True)[1][4] is not None
+    assert conv_k.conv2d_forward(x, w, None, 1, 1, keep_for_dw=True)[1][4] is not None
 
 
 @pytest.mark.parametrize("shape", [(5, 3, 4, 6), (1, 7)])

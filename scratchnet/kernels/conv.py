@@ -175,16 +175,16 @@ def _winograd_ok(xp, x, w, stride, padding) -> bool:
 KEEP_COLS_GPU_BYTES = 4 << 30
 
 
-def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_cols: bool = False):
+def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_for_dw: bool = False):
     """out = conv(x, w) + b via chunked im2col + GEMM.
 
-    Returns (out, cache); cache = (x, w, stride, padding, kept). keep_cols (the autograd layer sets it
+    Returns (out, cache); cache = (x, w, stride, padding, kept). keep_for_dw (the autograd layer sets it
     when dW will be needed): keep what dW's backward would otherwise rebuild, within a memory cap (else kept
     is None): on a GPU the im2col matrix, on the Winograd path its transformed input tiles V."""
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
     if _winograd_ok(xp, x, w, stride, padding):
-        out, kept_v = winograd.conv3x3_forward(x, w, b, padding, keep_v=keep_cols)
+        out, kept_v = winograd.conv3x3_forward(x, w, b, padding, keep_v=keep_for_dw)
         return out, (x, w, stride, padding, kept_v)
     kh, kw, c, f = w.shape
     n, h, wd, _ = x.shape
@@ -200,7 +200,7 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_cols: bool =
         rows = xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
         if b is not None:
             rows += b  # while the rows are still in cache
-        if keep_cols and not on_cpu(xp) and cols.nbytes <= KEEP_COLS_GPU_BYTES:
+        if keep_for_dw and not on_cpu(xp) and cols.nbytes <= KEEP_COLS_GPU_BYTES:
             kept.append(cols)  # on the GPU: one chunk, a fresh array (no reused buffers there), safe to keep
 
     for_each_chunk(xp, ranges, chunk)

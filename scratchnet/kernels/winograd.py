@@ -153,7 +153,7 @@ def weight_transform(w):
 
 # The forward's V (the transformed input tiles) is what dW needs too. Kept for the backward pass (the autograd
 # layer asks when dW will be needed), dW skips redoing the tile gather and input transform: measured at
-# batch 128 on P3's 3x3 layers (V 11 and 21 MB), forward + dW took 2-3 ms less per layer and the small CNN's
+# batch 128 on P3's 3x3 layers (V 11 and 21 MB), forward + dW took 2-3 ms less per layer and P3's two CNNs'
 # step 1-5% less. Measured on the airbench-style net (V 151-226 MB per layer at batch 1024): no faster, as
 # writing V out and reading it back through DRAM costs what rebuilding it in cache does. So V is kept only up
 # to this size (it is 36/16 = 2.25x the layer's input, plus the blocks' overhang); past it, it is rebuilt.
