@@ -36,6 +36,9 @@ asynchronously). `torch_ms` is PyTorch in strict float32, as scratchnet computes
 `torch_tf32_ms` is PyTorch with its default of TF32 convolutions; `speed_vs_torch` = torch_ms /
 scratchnet_ms (the issue's target is >= 0.5); `conv_gemm_share` is against CuPy's float32 matmul;
 `host_ms` is how long the Python side takes to issue one step (near scratchnet_ms: launch-bound).
+`per_layer_synced` is the same per-layer table as on the CPU, with the device synchronised around every
+op and layer so each kernel lands on its own layer: on a launch-bound step the layers add up to more
+than the step itself, so read it for where the GPU's time goes, not for the step's total.
 """
 from __future__ import annotations
 
@@ -214,21 +217,22 @@ def im2col_only(step):
 
 
 def sgd_step_torch(net, x, y, device="cpu", tf32=False):
-    """PyTorch's training step on a twin of `net` (build it while net is still on the host). The step returns
-    the time loss.backward() ended (torch_layer_times needs it); the twin is step.model."""
+    """PyTorch's training step on a twin of `net` (build it while net is still on the host); the twin is
+    step.model. step(after_backward) calls after_backward() between loss.backward() and the update and returns
+    what it returned (torch_layer_times reads the clock there; the timed steps pass nothing, so no sync)."""
     model = torch_twin(net).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
     yt = torch.from_numpy(y).to(device)
 
-    def step():
+    def step(after_backward=lambda: None):
         torch.backends.cudnn.allow_tf32 = tf32  # read per call: the strict and the TF32 runs take turns
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(xt), yt)
         loss.backward()
-        backward_end = time.perf_counter()
+        mark = after_backward()
         opt.step()
-        return backward_end
+        return mark
 
     step.model = model
     return step
@@ -267,28 +271,33 @@ def profile_ops(step, repeats=2, sync=lambda: None):
     return {k: v / repeats * 1000 for k, v in sorted(timer.times.items(), key=lambda kv: -kv[1])}
 
 
-def torch_layer_times(model, step_fn):
+def torch_layer_times(model, step_fn, sync=lambda: None):
     """({layer index: forward s}, {layer index: backward s}) of one PyTorch step on an nn.Sequential twin.
 
     Forward: hooks before and after each layer. Backward: a hook on each layer's output fires when the
     gradient reaching that layer is ready, i.e. when its backward starts; it ends when the next such hook
-    (the layer below) fires, or for the first layer when loss.backward() returns."""
+    (the layer below) fires, or for the first layer when loss.backward() returns. On a GPU, `sync` waits
+    for the device before each clock reading, so a layer's kernels land on that layer."""
     fwd, starts, handles, t0 = collections.defaultdict(float), {}, [], {}
 
+    def now():
+        sync()
+        return time.perf_counter()
+
     def pre(i):
-        return lambda m, inp: t0.__setitem__(i, time.perf_counter())
+        return lambda m, inp: t0.__setitem__(i, now())
 
     def post(i):
         def hook(m, inp, out):
-            fwd[i] += time.perf_counter() - t0[i]
+            fwd[i] += now() - t0[i]
             if out.requires_grad:
-                out.register_hook(lambda g: starts.__setitem__(i, time.perf_counter()))
+                out.register_hook(lambda g: starts.__setitem__(i, now()))
         return hook
 
     for i, m in enumerate(model):
         handles += [m.register_forward_pre_hook(pre(i)), m.register_forward_hook(post(i))]
     try:
-        end = step_fn()
+        end = step_fn(after_backward=now)
     finally:
         for h in handles:
             h.remove()
@@ -299,34 +308,32 @@ def torch_layer_times(model, step_fn):
     return fwd, bwd
 
 
-def profile_layers(net, x, y, steps):
-    """Per-layer table of one training step: scratchnet and (where the net has one) its PyTorch twin, the
-    two taking turns (one untimed and one timed step each), median over `steps` timed steps of each
-    layer's forward and backward ms (the ops' time, OpTimer); conv layers also get their FLOP/s
-    (conv_layers' count)."""
+def profile_layers(net, x, y, steps, twin=None, sync=lambda: None):
+    """Per-layer table of one training step: scratchnet and (given `twin`, its PyTorch step from
+    sgd_step_torch) PyTorch, the two taking turns (one untimed and one timed step each), median over
+    `steps` timed steps of each layer's forward and backward ms (the ops' time, OpTimer); conv layers also
+    get their FLOP/s (conv_layers' count). x and y live where the net does (numpy or cupy arrays); `sync`
+    waits for the GPU(s) before each clock reading (per op and per layer: on a launch-bound GPU step the
+    layers' times add up to more than the step)."""
     sn_step = sgd_step_scratchnet(net, x, y)
-    try:
-        twin = sgd_step_torch(net, x, y)
-    except TypeError:  # a layer with no PyTorch counterpart (the better net): scratchnet's side only
-        twin = None
     names = [name for name, _ in net.named_children()]
     times = collections.defaultdict(list)  # (side, direction, layer name) -> seconds per timed step
     for _ in range(steps):
         sn_step()  # untimed first, as in median_ms: the other side's idle threads may still be spinning
-        with OpTimer(net=net) as timer:
+        with OpTimer(sync, net=net) as timer:
             sn_step()
         for name in names:
             times["sn", "fwd", name].append(timer.layer_fwd[name])
             times["sn", "bwd", name].append(timer.layer_bwd[name])
         if twin is not None:
             twin()
-            fwd, bwd = torch_layer_times(twin.model, twin)
+            fwd, bwd = torch_layer_times(twin.model, twin, sync)
             for i, name in enumerate(names):
                 times["torch", "fwd", name].append(fwd.get(i, 0.0))
                 times["torch", "bwd", name].append(bwd.get(i, 0.0))
 
     def ms(*key):
-        return round(statistics.median(times[key]) * 1000, 2)
+        return round(statistics.median(times[key]) * 1000, 3)
 
     convs = {id(layer): (size, flops) for layer, size, flops in conv_layers(net, x.shape[0], x.shape[1])}
     rows = []
@@ -346,17 +353,18 @@ def profile_layers(net, x, y, steps):
     return rows
 
 
-def print_layer_table(rows, peak):
+def print_layer_table(rows, peak, digits=1):
     has_torch = "torch_fwd_ms" in rows[0]
     width = max(len(r["layer"]) for r in rows) + 2
     head = f"  {'layer':<{width}}{'op':<30}{'fwd ms':>8}{'bwd ms':>8}"
     head += f"{'torch fwd':>10}{'torch bwd':>10}{'ratio':>7}" if has_torch else ""
     print(head + "  conv GFLOP/s (share of GEMM)")
     for r in rows:
-        line = f"  {r['layer']:<{width}}{r['op']:<30}{r['scratchnet_fwd_ms']:>8.1f}{r['scratchnet_bwd_ms']:>8.1f}"
+        line = f"  {r['layer']:<{width}}{r['op']:<30}{r['scratchnet_fwd_ms']:>8.{digits}f}"
+        line += f"{r['scratchnet_bwd_ms']:>8.{digits}f}"
         if has_torch:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-            line += f"{r['torch_fwd_ms']:>10.1f}{r['torch_bwd_ms']:>10.1f}{ratio:>7}"
+            line += f"{r['torch_fwd_ms']:>10.{digits}f}{r['torch_bwd_ms']:>10.{digits}f}{ratio:>7}"
         if "conv_gflops" in r:
             line += f"  {r['conv_gflops']:.0f} ({100 * r['conv_gflops'] / peak:.0f}%)"
         print(line)
@@ -427,6 +435,7 @@ def main_gpu(args):
         sn_ms, torch_ms, tf32_ms = ms["scratchnet"], ms.get("torch"), ms.get("torch_tf32")
         host_ms = enqueue_ms(steps["scratchnet"], sync)
         per_op = profile_ops(steps["scratchnet"], repeats=3, sync=sync)
+        per_layer = profile_layers(net, cp.asarray(x), cp.asarray(y), steps=5, twin=steps.get("torch"), sync=sync)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
         flops = conv_flops(net, batch)
         conv_gflops = flops / (conv_ms / 1000) / 1e9
@@ -438,7 +447,8 @@ def main_gpu(args):
                "host_ms": round(host_ms, 2),
                "conv_gemm_share": round(conv_gflops / peak, 3), "conv_gflops": round(conv_gflops, 1),
                "conv_ms_synced": round(conv_ms, 2), "per_op_total_ms_synced": round(sum(per_op.values()), 2),
-               "matmul_gflops": round(peak, 1), "per_op_ms_synced": {k: round(v, 3) for k, v in per_op.items()}}
+               "matmul_gflops": round(peak, 1), "per_op_ms_synced": {k: round(v, 3) for k, v in per_op.items()},
+               "per_layer_synced": per_layer}
         rows.append(row)
         vs_torch = "no torch twin" if torch_ms is None else (
             f"torch {torch_ms:.2f} ms/step (TF32 convs {tf32_ms:.2f}), scratchnet runs at "
@@ -447,6 +457,7 @@ def main_gpu(args):
               f"{host_ms:.2f} ms), {vs_torch}; conv layers "
               f"{conv_gflops:.0f} GFLOP/s = {100 * row['conv_gemm_share']:.0f}% of CuPy GEMM (ops synced)")
         print_op_table(per_op, "op (synchronised)", min_ms=0.05, digits=2)
+        print_layer_table(per_layer, peak, digits=3)
     meta = {"gpu": gpu, "cupy": cp.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "host_kernel": platform.release(),  # the sandbox: a host-bound step's time depends on it
             "timing": "median of synchronised steps timed in alternating rounds (3 warm-up + 10 timed per turn)",
@@ -498,7 +509,7 @@ def main():
         ms = median_ms(steps, rounds)
         sn_ms, im2col_ms, torch_ms = ms["scratchnet"], ms["scratchnet_im2col"], ms.get("torch")
         per_op = profile_ops(sn_step)
-        per_layer = profile_layers(net, x, y, steps=5 if batch <= 256 else 3)
+        per_layer = profile_layers(net, x, y, steps=5 if batch <= 256 else 3, twin=steps.get("torch"))
         conv_ms_im2col = sum(v for k, v in profile_ops(im2col_step).items() if k.startswith("Conv2d"))
         alone_ms = None if torch_ms is None else torch_alone_ms(name, 3 * rounds, args.threads)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))

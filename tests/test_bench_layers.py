@@ -29,7 +29,8 @@ def test_per_layer_table_has_every_layer_and_restores_what_it_wrapped():
     net = tiny_net()
     before = {cls: (cls.forward, cls.backward) for cls in sn.Function.__subclasses__()}
     x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
-    rows = bench.profile_layers(net, x, np.array([1, 7]), steps=2)
+    twin = bench.sgd_step_torch(net, x, np.array([1, 7]))
+    rows = bench.profile_layers(net, x, np.array([1, 7]), steps=2, twin=twin)
     assert [r["layer"] for r in rows] == ["conv", "bn", "relu", "pool", "gap", "fc"]
     for r in rows:
         assert r["scratchnet_fwd_ms"] > 0 and r["torch_fwd_ms"] > 0, r
@@ -63,3 +64,24 @@ def test_per_layer_table_of_a_net_without_a_pytorch_twin_has_scratchnet_only():
     assert [r["layer"] for r in rows] == ["conv", "gelu", "gap", "fc"]
     assert all("torch_fwd_ms" not in r and r["scratchnet_bwd_ms"] > 0 for r in rows)
     assert rows[0]["op"] == "Conv2d 3->4 3x3 on 6x6"
+
+
+def test_layer_timing_waits_for_the_device_before_every_clock_reading():
+    """On a GPU the kernels run asynchronously: every clock reading on both sides must follow a sync, else a
+    layer's kernels land on a later layer. A counting sync stands in for the device's here."""
+    bench = load_bench()
+    net = tiny_net()
+    x, y = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32), np.array([1, 7])
+    twin = bench.sgd_step_torch(net, x, y)
+    calls = []
+    fwd, bwd = bench.torch_layer_times(twin.model, twin, sync=lambda: calls.append(1))
+    n_layers = len(net.layers)
+    assert set(fwd) == set(bwd) == set(range(n_layers))
+    assert len(calls) == 2 * n_layers + n_layers + 1  # before/after each forward, each backward start, the end
+    op_syncs = []
+    with bench.OpTimer(sync=lambda: op_syncs.append(1)):  # scratchnet's side: a sync before and after each op
+        bench.sgd_step_scratchnet(tiny_net(), x, y)()
+    assert len(op_syncs) > 0
+    calls.clear()
+    bench.profile_layers(net, x, y, steps=1, twin=twin, sync=lambda: calls.append(1))
+    assert len(calls) == len(op_syncs) + 3 * n_layers + 1  # the untimed steps sync nothing
