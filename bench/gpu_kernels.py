@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import scratchnet as sn  # noqa: E402
-from problems.common.cli import positive_int  # noqa: E402
+from problems.common.cli import positive_int, seed_value  # noqa: E402
 from train_step import NETS, bench_input, sgd_step_scratchnet  # noqa: E402 - the same nets, data and step
 
 
@@ -53,14 +53,14 @@ def row_sums(cp):
         print(f"  {f'{m} x {c}':>14}" + "".join(f"{v:>{w}.3f}" for v, w in zip(t, (10, 10, 12, 12, 10))))
 
 
-def gpu_step(cp, name):
+def gpu_step(cp, name, seed=0):
     """(step, batch): bench/train_step.py's training step of the net, on the GPU."""
-    net, batch, x, y = bench_input(name)
+    net, batch, x, y = bench_input(name, seed)
     return sgd_step_scratchnet(net.to("cupy"), cp.asarray(x), cp.asarray(y)), batch
 
 
-def kernel_table(cp, name, steps):
-    step, batch = gpu_step(cp, name)
+def kernel_table(cp, name, steps, seed=0):
+    step, batch = gpu_step(cp, name, seed)
     for _ in range(3):
         step()
     sn.backend.synchronize(cp)
@@ -87,11 +87,11 @@ def kernel_table(cp, name, steps):
         print(f"  {ms:8.3f} ms  {count[key] / steps:5.1f}x  {key}")
 
 
-def host_profile(cp, name, steps, top=30):
+def host_profile(cp, name, steps, top=30, seed=0):
     """cProfile of the host side of `steps` training steps: where the Python time goes."""
     import cProfile
     import pstats
-    step, _ = gpu_step(cp, name)
+    step, _ = gpu_step(cp, name, seed)
     for _ in range(3):
         step()
     sn.backend.synchronize(cp)
@@ -111,6 +111,7 @@ def main():
     p.add_argument("--steps", type=positive_int, default=10, help="training steps timed and profiled per net")
     p.add_argument("--host-profile", nargs="*", choices=list(NETS), default=[],
                    help="also cProfile the host side of these nets' steps")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the nets' weights and the random batch (default 0)")
     args = p.parse_args()
     try:
         cp = sn.backend.array_module("cupy")
@@ -118,9 +119,9 @@ def main():
         p.exit(2, f"gpu_kernels: {e}\n")
     row_sums(cp)
     for name in args.nets:
-        kernel_table(cp, name, args.steps)
+        kernel_table(cp, name, args.steps, args.seed)
     for name in args.host_profile:
-        host_profile(cp, name, args.steps)
+        host_profile(cp, name, args.steps, seed=args.seed)
 
 
 if __name__ == "__main__":

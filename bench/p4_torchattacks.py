@@ -1,6 +1,6 @@
 """Optional: torchattacks' targeted PGD (50 steps, step eps/4) against P4's attack on the same images, same run.
 
-    python bench/p4_torchattacks.py [--eps 1] [--threads 1] [--data-dir D] [--out bench/results]
+    python bench/p4_torchattacks.py [--eps 1] [--threads 1] [--data-dir D] [--out bench/results] [--seed 0]
 
 Both attack the same 8-bit preprocessed images with EfficientNet-Lite0 on CPU. torchattacks works in
 continuous [0, 1] space, so its output is rounded to 8 bits (what a saved PNG holds) before scoring; P4's
@@ -19,22 +19,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from problems import p4_adversarial as P4  # noqa: E402
+from problems.common.cli import output_folder, positive_int, run_main, seed_value  # noqa: E402
 from problems.common.pretrained import load_image_rgb, load_pretrained, with_normalization  # noqa: E402
 from scratchnet.io import write_json  # noqa: E402
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--eps", type=float, default=1.0, help="0-255 units")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = ap.parse_args()
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eps", default="1", help="L-inf budget in 0-255 pixel units, at least 1 (default 1)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--data-dir", default=None, help="data root (default: $SCRATCHNET_DATA, else ./data)")
+    ap.add_argument("--out", type=output_folder, default=Path("bench/results"),
+                    help="folder for p4_torchattacks.json (default bench/results/)")
+    ap.add_argument("--seed", type=seed_value, default=0,
+                    help="seed for torch (PGD's random start) and P4's attack (default 0)")
+    args = ap.parse_args(argv)
+    args.eps = P4.parse_eps(args.eps)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
+    jobs, _ = P4.demo_images(args.data_dir)   # the data is checked before the model loads
+    for path, _, _ in jobs:
+        load_image_rgb(path)
     model, pre, names = load_pretrained()
     net = with_normalization(model, pre)
-    jobs, _ = P4.demo_images(args.data_dir)
     try:
         import torchattacks
     except ImportError:
@@ -43,7 +50,7 @@ def main():
     for path, target, _ in jobs:
         x = P4.to_uint8_tensor(pre.geometric(load_image_rgb(path)))
         row = {"image": Path(path).name, "target": names[target], "eps": args.eps}
-        r = P4.attack(net, x, target, args.eps)
+        r = P4.attack(net, x, target, args.eps, seed=args.seed)
         p = P4.classify_u8(net, r["x_u8"])[0]
         row["p4"] = {"steps": r["steps"], "seconds": round(r["seconds"], 2),
                      "target_prob_8bit": float(p[target]), "top1": names[int(p.argmax())]}
@@ -65,9 +72,9 @@ def main():
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "p4_torchattacks.json",
-               {"threads": args.threads, "torchattacks": getattr(torchattacks, "__version__", None),
-                "rows": rows})
+               {"threads": args.threads, "seed": args.seed,
+                "torchattacks": getattr(torchattacks, "__version__", None), "rows": rows})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -64,20 +64,21 @@ from scratchnet import functional as F  # noqa: E402
 from scratchnet import models, optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
 from scratchnet.kernels import conv as conv_kernels  # noqa: E402
-from problems.common.cli import positive_int  # noqa: E402
+from problems.common.cli import output_file, positive_int, seed_value  # noqa: E402
 from problems.common.torch_reference import torch_twin  # noqa: E402
 
-NETS = {"small": (lambda: models.small_cnn(False), 128),
-        "small_bn": (lambda: models.small_cnn(True), 128),
-        "airbench": (models.airbench_style, 1024),
-        "better": (models.better_net, 512)}   # P3 part 3 (GELU, frozen-scale BN): profile only, no torch twin
+NETS = {"small": (lambda seed: models.small_cnn(False, seed=seed), 128),
+        "small_bn": (lambda seed: models.small_cnn(True, seed=seed), 128),
+        "airbench": (lambda seed: models.airbench_style(seed=seed), 1024),
+        "better": (lambda seed: models.better_net(seed=seed), 512)}  # P3 part 3: profile only, no torch twin
 
 
-def bench_input(name):
-    """(net, batch, x, y) for a benchmark net: its fresh weights (seed 0) and a random batch (seed 0)."""
+def bench_input(name, seed=0):
+    """(net, batch, x, y) for a benchmark net: its fresh weights and a random batch, both from `seed`."""
     build, batch = NETS[name]
-    rng = np.random.default_rng(0)
-    return build(), batch, rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch)
+    rng = np.random.default_rng(seed)
+    return (build(seed), batch, rng.standard_normal((batch, 32, 32, 3)).astype(np.float32),
+            rng.integers(0, 10, batch))
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -370,10 +371,10 @@ def print_layer_table(rows, peak, digits=1):
         print(line)
 
 
-def torch_alone_ms(name, steps, threads):
+def torch_alone_ms(name, steps, threads, seed):
     """PyTorch's step for `name` timed in a fresh process that never runs a scratchnet kernel."""
     run = subprocess.run([sys.executable, __file__, "--torch-alone", name, "--rounds", str(steps),
-                          "--threads", str(threads)], capture_output=True, text=True, check=True)
+                          "--threads", str(threads), "--seed", str(seed)], capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])["torch_ms"]
 
 
@@ -424,7 +425,7 @@ def main_gpu(args):
           f"host kernel {platform.release()}")
     rows = []
     for name in args.nets:
-        net, batch, x, y = bench_input(name)
+        net, batch, x, y = bench_input(name, args.seed)
         steps = {}
         if name != "better":  # the twins are built from the host weights, before the net moves to the GPU
             steps["torch"] = sgd_step_torch(net, x, y, "cuda", tf32=False)
@@ -474,8 +475,9 @@ def main():
                    help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="numpy: scratchnet vs PyTorch CPU; cupy: scratchnet-cupy vs PyTorch CUDA (GPU machines)")
-    p.add_argument("--out", type=Path, help="results JSON (default bench/results/train_step.json, or "
+    p.add_argument("--out", type=output_file, help="results JSON (default bench/results/train_step.json, or "
                    "train_step_cupy.json with --backend cupy)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the nets' weights and the random batch (default 0)")
     p.add_argument("--torch-alone", choices=[n for n in NETS if n != "better"], help="internal: time only "
                    "PyTorch's step for this net, --rounds timed steps, and print it as JSON")
     args = p.parse_args()
@@ -486,7 +488,7 @@ def main():
             p.exit(2, f"bench: {e}\n")
     torch.set_num_threads(args.threads)
     if args.torch_alone:
-        net, _, x, y = bench_input(args.torch_alone)
+        net, _, x, y = bench_input(args.torch_alone, args.seed)
         step = sgd_step_torch(net, x, y)
         step()
         print(json.dumps({"torch_ms": statistics.median(timed(step) for _ in range(args.rounds)) * 1000}))
@@ -499,10 +501,10 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}")
     rows = []
     for name in args.nets:
-        net, batch, x, y = bench_input(name)
+        net, batch, x, y = bench_input(name, args.seed)
         rounds = max(1, args.rounds if batch <= 256 else args.rounds // 2)
         sn_step = sgd_step_scratchnet(net, x, y)
-        im2col_step = im2col_only(sgd_step_scratchnet(bench_input(name)[0], x, y))  # on its own copy of the net
+        im2col_step = im2col_only(sgd_step_scratchnet(bench_input(name, args.seed)[0], x, y))  # its own copy of the net
         steps = {"scratchnet": sn_step, "scratchnet_im2col": im2col_step}
         if name != "better":
             steps["torch"] = sgd_step_torch(net, x, y)
@@ -511,7 +513,7 @@ def main():
         per_op = profile_ops(sn_step)
         per_layer = profile_layers(net, x, y, steps=5 if batch <= 256 else 3, twin=steps.get("torch"))
         conv_ms_im2col = sum(v for k, v in profile_ops(im2col_step).items() if k.startswith("Conv2d"))
-        alone_ms = None if torch_ms is None else torch_alone_ms(name, 3 * rounds, args.threads)
+        alone_ms = None if torch_ms is None else torch_alone_ms(name, 3 * rounds, args.threads, args.seed)
         conv_ms = sum(v for k, v in per_op.items() if k.startswith("Conv2d"))
         flops = conv_flops(net, batch)
         conv_gflops = flops / (conv_ms / 1000) / 1e9
@@ -541,7 +543,7 @@ def main():
         print_layer_table(per_layer, peak)
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
-            "threads": args.threads, "timing": "median of steps timed in alternating rounds",
+            "threads": args.threads, "seed": args.seed, "timing": "median of steps timed in alternating rounds",
             "load_average_at_start": os.getloadavg()[0]}
     write_rows(args.out or RESULTS / "train_step.json", rows, meta)
 

@@ -22,7 +22,7 @@ from problems.common.cli import (UserError, add_common_args, command_line, data_
                                  run_main, seed_everything)
 from problems.common.feature_maps import (combined_figure, depth_figure, normalise_map, pick_layers,
                                           record_activations, select_channels)
-from scratchnet.io import write_json
+from scratchnet.io import write_json, write_text
 
 RULE = ("strongest mean activation: the 5 channels whose feature map has the largest spatial mean "
         "(the channels this image drives hardest)")
@@ -137,7 +137,7 @@ def main(argv=None):
     md += ["", f"Feature maps: {RULE}.", ""]
     md += [f"- **{d}** ({layers[d]}): channels {per_depth[d][1]}. {discussion[d]}" for d in layers]
     md += ["", discussion["summary"], ""]
-    (out / "results.md").write_text("\n".join(md))
+    write_text(out / "results.md", "\n".join(md))
     print(f"wrote {out / 'results.json'} and figures {', '.join(Path(f).name for f in figures.values())}")
 
 

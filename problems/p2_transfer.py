@@ -22,8 +22,8 @@ if __package__ in (None, ""):          # run as a script: make the repository im
 
 import numpy as np
 
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_int,
-                                 run_main, seed_everything)
+from problems.common.cli import (UserError, add_common_args, command_line, data_root, output_folder,
+                                 positive_int, run_main, seed_everything)
 from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_validate_C, fit_predict,
                                           l2_normalize, mean_per_class_accuracy, most_confused_pairs,
                                           per_class_accuracy, plot_confusion, plot_cv_curve)
@@ -53,10 +53,11 @@ def parse_args(argv):
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
                    help="average each image's features with its mirror image's (default: off; 5-fold CV on "
                         "trainval gave no gain for Lite0 + logreg, 0.922 with flips vs 0.924 without)")
-    p.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds on trainval (default 5)")
+    p.add_argument("--folds", type=positive_int, default=5,
+                   help="cross-validation folds on trainval, at least 2 (default 5; fewer if a breed has fewer images)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache") / "features",
+    p.add_argument("--cache-dir", type=output_folder, default=Path(".cache") / "features",
                    help="where extracted features are cached (default .cache/features)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use at most this many images per breed and split (quick runs; default: all)")
@@ -67,7 +68,10 @@ def parse_args(argv):
                         "(needs the network; default: off, use the copy under the data root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, PROBLEM)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.folds < 2:
+        p.error(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+    return args
 
 
 def _limit(split, per_class, n_breeds):
@@ -85,6 +89,27 @@ def _limit(split, per_class, n_breeds):
 def _coverage(n_images, n_classes, n_listed, k_total):
     return (f"{n_images} test images of {n_listed} listed ({n_images / max(n_listed, 1):.1%}), "
             f"{n_classes} of {k_total} breeds")
+
+
+def check_splits(splits, class_names, folds: int) -> int:
+    """UserError unless both splits have images and trainval allows cross-validation (2+ breeds, 2+ images
+    of each); returns the folds CV will use (at most the rarest trainval breed's count)."""
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise UserError(f"the {name} split has no images on disk (after --limit-per-class/--max-breeds); "
+                            f"expected the Pets images listed in annotations/{name}.txt under images/")
+    counts = np.bincount(splits["trainval"].labels, minlength=len(class_names))
+    present = np.flatnonzero(counts)
+    if present.size < 2:
+        raise UserError(f"trainval has images of {present.size} breed(s); a classifier needs at least 2")
+    rarest = int(present[np.argmin(counts[present])])
+    if counts[rarest] < 2:
+        raise UserError(f"trainval has 1 image of {class_names[rarest]}; cross-validation needs at least 2 per breed "
+                        "(raise --limit-per-class)")
+    if counts[rarest] < folds:
+        print(f"note: {folds}-fold CV needs {folds} trainval images per breed; {class_names[rarest]} has "
+              f"{counts[rarest]}, so CV uses {counts[rarest]} folds", file=sys.stderr)
+    return min(folds, int(counts[rarest]))
 
 
 def features_for(model_name, splits, args):
@@ -145,9 +170,12 @@ def main(argv=None):
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     missing = ds.missing_report()
+    if args.max_breeds is not None and args.max_breeds > len(ds.class_names):
+        raise UserError(f"--max-breeds {args.max_breeds}: the data has only {len(ds.class_names)} breeds")
     splits = {s: _limit(ds.splits[s], args.limit_per_class, args.max_breeds) for s in ("trainval", "test")}
     class_names = ds.class_names[:args.max_breeds] if args.max_breeds else ds.class_names
     k = len(class_names)
+    args.folds = check_splits(splits, class_names, args.folds)  # before any features are extracted
     print(f"data: {ds.root}; trainval {len(splits['trainval'])} / test {len(splits['test'])} images present "
           f"(listed {missing['trainval']['listed']} / {missing['test']['listed']}; missing on disk "
           f"{missing['trainval']['missing']} / {missing['test']['missing']}); {k} breeds; "

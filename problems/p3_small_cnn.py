@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -111,6 +113,10 @@ def parse_args(argv):
         p.error("--eval-only needs --weights P.npz")
     if args.eval_only and args.model == "both":
         p.error("--eval-only needs --model small, small_bn or better (the weights of one network)")
+    if args.weights is not None and not args.eval_only:  # silently training instead would surprise
+        p.error("--weights is read only with --eval-only (training starts from fresh weights)")
+    if args.ablation is not None and args.model != "better":
+        p.error("--ablation belongs to --model better (part 3)")
     return args
 
 
@@ -265,6 +271,8 @@ def train_one(args, model: str, data) -> dict:
         history = fit(learner, data, config, out_dir=out, resume=args.resume, progress=not args.no_progress)
     except ValueError as e:  # e.g. a checkpoint made with other settings
         raise UserError(str(e)) from None
+    except FloatingPointError as e:  # the loss went inf/nan: the learning rate (or the data) is unusable
+        raise UserError(str(e)) from None
     seconds = time.perf_counter() - t0
     weights = learner.weights()
     save_npz(out / "weights.npz", weights)
@@ -303,12 +311,20 @@ def discussion(r: dict) -> str:
 
 def read_weights(path: Path) -> dict:
     """The arrays of a weights .npz, or one clear UserError naming the file."""
+    if path.is_dir():
+        raise UserError(f"weights file {path} is a folder; expected a .npz saved by this script")
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; expected a .npz saved by this script")
     try:
-        return load_npz(path)
+        weights = load_npz(path)
     except Exception as e:
         raise UserError(f"weights file {path} is not a readable .npz ({type(e).__name__})") from None
+    for name, value in weights.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            raise UserError(f"weights file {path}: {name} has dtype {value.dtype}; expected floating-point arrays")
+        if not np.isfinite(value).all():
+            raise UserError(f"weights file {path}: {name} holds NaN or infinite values; expected finite weights")
+    return weights
 
 
 def check_inputs(args) -> None:
@@ -341,7 +357,14 @@ def eval_only(args, data) -> dict:
     trained = {}
     companion = args.weights.with_suffix(".json")
     if companion.is_file():
-        trained = json.loads(companion.read_text())
+        try:
+            trained = json.loads(companion.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{companion} (the results JSON beside --weights) is not valid JSON; fix or "
+                            "remove it") from None
+        if not isinstance(trained, dict):
+            raise UserError(f"{companion} (the results JSON beside --weights) is not a JSON object; expected "
+                            "the results.json of the run that made the weights")
     hist = {k: trained.get(k, []) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
                                             "epoch_seconds", "images_per_second")}
     results = {**trained, "problem": "p3", "model": model, "backend": args.backend, "eval_only": True,
@@ -370,9 +393,13 @@ def compare(paths, out: Path) -> Path:
         try:
             r = json.loads(path.read_text())
             losses = r["train_loss"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise UserError(f"{path} is not a P3 results.json (expected a 'train_loss' list)") from None
-        label = r.get("model", path.parent.name) + (" (batch norm)" if r.get("model") == "small_bn" else "")
+        if (not isinstance(losses, list) or not losses
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses)):
+            raise UserError(f"{path}: 'train_loss' must be a non-empty list of numbers, one per epoch")
+        model = r.get("model")
+        label = (model if isinstance(model, str) else path.parent.name) + (" (batch norm)" if model == "small_bn" else "")
         curves.append((label, range(1, len(losses) + 1), losses))
     out.mkdir(parents=True, exist_ok=True)
     path = plot_loss_curves(curves, out / "loss_bn_comparison.png",

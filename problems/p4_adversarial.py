@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -40,9 +41,9 @@ from PIL import Image
 from problems.common.adversarial import (TRANSFORMS, attack, classify_u8, psnr, robustness, to_pil,
                                          to_uint8_tensor)
 from problems.common.adversarial_figures import attack_figure, robustness_figure
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_int,
-                                 run_main, seed_everything)
-from scratchnet.io import write_json
+from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_float,
+                                 positive_int, run_main, seed_everything, unit_interval)
+from scratchnet.io import write_json, write_text
 
 EOT_EPS = (2, 4, 8, 16)
 
@@ -176,6 +177,9 @@ def parse_eps(text) -> float:
         raise UserError(f"--eps must be a number of 0-255 pixel units > 0, got {text!r}") from None
     if not (e > 0) or not math.isfinite(e):
         raise UserError(f"--eps must be > 0 (0-255 pixel units), got {text}")
+    if e < 1:
+        raise UserError(f"--eps must be at least 1 (0-255 pixel units): 8-bit pixels change in whole steps, "
+                        f"so a smaller ball leaves the image as it is; got {text}")
     if e >= 255:
         raise UserError(f"--eps must be below 255 (0-255 pixel units), got {text}")
     return e
@@ -190,16 +194,20 @@ def main(argv=None):
     ap.add_argument("--eps", default="1", help="L-inf budget in 0-255 pixel units (default 1)")
     ap.add_argument("--method", choices=["ifgsm", "prob"], default="ifgsm",
                     help="ifgsm: sign step on log P (default); prob: the assignment's lambda * dP/dX step")
-    ap.add_argument("--step", type=float, default=None, help="step size in pixel units (default eps/4)")
-    ap.add_argument("--momentum", type=float, default=0.5, help="sign-step gradient momentum (0: plain I-FGSM)")
-    ap.add_argument("--lam", default="auto", help="prob method: 'auto' or a fixed lambda")
-    ap.add_argument("--confidence", type=float, default=0.9, help="stop at target top-1 with this prob")
-    ap.add_argument("--max-steps", type=positive_int, default=200)
+    ap.add_argument("--step", type=positive_float, default=None,
+                    help="step size in pixel units (default: eps/4 in the plain attack, eps/8 in the EOT attack)")
+    ap.add_argument("--momentum", type=unit_interval, default=0.5,
+                    help="ifgsm: gradient momentum in [0, 1] (default 0.5; 0: plain I-FGSM)")
+    ap.add_argument("--lam", default="auto", help="prob method: 'auto' (default) or a fixed lambda > 0")
+    ap.add_argument("--confidence", type=float, default=0.9,
+                    help="stop when the target is top-1 with at least this probability, in (0, 1) (default 0.9)")
+    ap.add_argument("--max-steps", type=positive_int, default=200, help="steps per plain attack (default 200)")
     ap.add_argument("--eot", action="store_true", help="also run the expectation-over-transformation attack")
-    ap.add_argument("--eot-samples", type=positive_int, default=4, help="random views per EOT step")
-    ap.add_argument("--eot-steps", type=positive_int, default=100, help="max steps per EOT attempt")
-    ap.add_argument("--model", default="tf_efficientnet_lite0")
-    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--eot-samples", type=positive_int, default=4, help="random views per EOT step (default 4)")
+    ap.add_argument("--eot-steps", type=positive_int, default=100, help="max steps per EOT attempt (default 100)")
+    ap.add_argument("--model", default="tf_efficientnet_lite0",
+                    help="ImageNet classifier (default tf_efficientnet_lite0, offline; others need their weights)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     add_common_args(ap, "p4")
     args = ap.parse_args(argv)
@@ -208,7 +216,11 @@ def main(argv=None):
         try:
             args.lam = float(args.lam)
         except ValueError:
-            raise UserError(f"--lam must be 'auto' or a number, got {args.lam!r}") from None
+            raise UserError(f"--lam must be 'auto' or a number > 0, got {args.lam!r}") from None
+        if not (args.lam > 0 and math.isfinite(args.lam)):
+            raise UserError(f"--lam must be 'auto' or a finite number > 0, got {args.lam}")
+    if args.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", args.device):
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
     if not 0 < args.confidence < 1:
         raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
     seed_everything(args.seed)
@@ -231,6 +243,11 @@ def main(argv=None):
         if len(images) != len(targets):
             raise UserError(f"give one --target per --image ({len(images)} images, {len(targets)} targets)")
         jobs = [(p, imagenet_class_id(t, names), None) for p, t in zip(images, targets)]
+        stems = [Path(p).stem for p in images]
+        clash = sorted({s for s in stems if stems.count(s) > 1})
+        if clash:  # DIR/<stem>_adv.png: the second would overwrite the first
+            raise UserError(f"two --image files share the name {clash[0]!r}; their outputs in --out would "
+                            "overwrite each other: rename or copy one")
     else:
         jobs, _ = demo_images(args.data_dir)
     for p, _, _ in jobs:            # every input is checked before any work starts
@@ -272,7 +289,7 @@ def main(argv=None):
     md = [f"# P4: targeted adversarial examples ({info['name']})", ""]
     md += markdown_tables(entries, f"Plain attack ({args.method}, eps {eps:g}/255)")
     md += [f"- **{k}**: {v} ({results['discussion_observed'][k]})" for k, v in results["discussion"].items()]
-    (out / "results.md").write_text("\n".join(md) + "\n")
+    write_text(out / "results.md", "\n".join(md) + "\n")
     print(f"wrote {out / 'results.json'}, attack.png, robustness.png")
 
     if args.eot:
@@ -307,7 +324,7 @@ def main(argv=None):
         md += ["", *markdown_tables(eot_entries, "EOT attack (smallest eps of 2, 4, 8, 16 that survives "
                                                   "all four transforms)"), DISCUSSION["eot"], ""]
         md += [f"- {k}: {v}" for k, v in observed(eot_entries).items()]
-        (out / "results.md").write_text("\n".join(md) + "\n")
+        write_text(out / "results.md", "\n".join(md) + "\n")
         print(f"wrote {out / 'results_eot.json'}, attack_eot.png, robustness_eot.png")
     return 0
 

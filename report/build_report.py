@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:          # run as a script: make problems/ and rep
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from problems.common.cli import UserError, run_main  # noqa: E402
+from problems.common.cli import UserError, output_folder, run_main  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
 
@@ -648,7 +648,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--results", type=Path, default=REPO / "results",
                    help="results root written by the problem scripts (default: results/)")
-    p.add_argument("--out", type=Path, default=HERE, help="where report.html and report.pdf go (default: report/)")
+    p.add_argument("--out", type=output_folder, default=HERE, help="where report.html and report.pdf go (default: report/)")
     p.add_argument("--no-code", action="store_true", help="leave the code appendix out (quick previews, tests)")
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     args = p.parse_args(argv)

@@ -6,6 +6,7 @@ Write to a temporary file in the same folder, flush it to disk, then `os.replace
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 
@@ -41,15 +42,23 @@ def _to_jsonable(obj):
     if isinstance(obj, (list, tuple)):
         return [_to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray) or get_array_module(obj) is not np:  # a cupy array (0-d too): via the host
-        return to_numpy(obj).tolist()
+        return _to_jsonable(to_numpy(obj).tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return _to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # strict JSON has no NaN or Infinity (JavaScript's JSON.parse rejects them)
     return obj
 
 
+def write_text(path, text: str):
+    """Atomically write a text file (UTF-8)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def write_json(path, obj, indent=2):
-    """Atomically write `obj` as JSON; numpy arrays and scalars become plain lists and numbers."""
-    text = json.dumps(_to_jsonable(obj), indent=indent) + "\n"
+    """Atomically write `obj` as strict JSON: numpy arrays and scalars become plain lists and numbers,
+    NaN and infinities become null."""
+    text = json.dumps(_to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 

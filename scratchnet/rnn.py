@@ -17,6 +17,12 @@ from .backend import default_dtype, get_array_module
 from .nn import Module, Parameter
 
 
+def _has_bool(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_has_bool(v) for v in value)
+
+
 class HardThresholdRNN(Module):
     """Parameters U (H, I), W (H, H), b_h (H,), v (H,), b_y (scalar, shape ()), h0 (H,).
 
@@ -38,16 +44,39 @@ class HardThresholdRNN(Module):
         self.h0 = Parameter(h0) if train_h0 else Tensor(h0)
 
     @classmethod
-    def from_weights(cls, weights: dict, dtype=np.float64):
-        """Build from a dict with U, W, b_h, v, b_y, h_0 (plain lists/numbers, as in weights/rnn_adder.json)."""
-        U = np.asarray(weights["U"], dtype=dtype)
-        net = cls(n_in=U.shape[1], n_hidden=U.shape[0], dtype=dtype)
-        expected = {"U": U.shape, "W": (U.shape[0],) * 2, "b_h": (U.shape[0],), "v": (U.shape[0],),
-                    "b_y": (), "h_0": (U.shape[0],)}
+    def from_weights(cls, weights: dict, dtype=np.float64, n_in: int | None = None, n_hidden: int | None = None):
+        """Build from a dict with U, W, b_h, v, b_y, h_0 (plain lists/numbers, as in weights/rnn_adder.json).
+
+        Every entry must be finite numbers of the right shape (U (H, I) sets H and I; n_in / n_hidden, when
+        given, pin them); anything else is a ValueError naming the entry."""
+        expected_keys = ("U", "W", "b_h", "v", "b_y", "h_0")
+        if not isinstance(weights, dict):
+            raise ValueError(f"RNN weights: expected a mapping with keys {list(expected_keys)}")
+        missing = [k for k in expected_keys if k not in weights]
+        if missing:
+            raise ValueError(f"RNN weights: key '{missing[0]}' is missing; expected keys {sorted(expected_keys)}")
+
+        def numbers(key):
+            value = weights[key]
+            try:
+                arr = np.asarray(value, dtype=dtype)
+            except (TypeError, ValueError):
+                raise ValueError(f"RNN weights: '{key}' is not numbers ({str(value)[:40]})") from None
+            if _has_bool(value) or not np.isfinite(arr).all():  # JSON true/false are not weights
+                raise ValueError(f"RNN weights: '{key}' must hold finite numbers, got {str(value)[:40]}")
+            return arr
+
+        U = numbers("U")
+        if U.ndim != 2 or 0 in U.shape:
+            raise ValueError(f"RNN weights: 'U' has shape {U.shape}, expected (hidden units, inputs)")
+        h, i = U.shape
+        if (n_in is not None and i != n_in) or (n_hidden is not None and h != n_hidden):
+            raise ValueError(f"RNN weights: 'U' has shape {U.shape}, expected ({n_hidden or h}, {n_in or i}): "
+                             f"{n_hidden or h} hidden units, {n_in or i} inputs")
+        net = cls(n_in=i, n_hidden=h, dtype=dtype)
+        expected = {"U": U.shape, "W": (h, h), "b_h": (h,), "v": (h,), "b_y": (), "h_0": (h,)}
         for key, shape in expected.items():
-            if key not in weights:
-                raise ValueError(f"RNN weights: key '{key}' is missing; expected keys {sorted(expected)}")
-            arr = np.asarray(weights[key], dtype=dtype)
+            arr = numbers(key)
             if arr.shape != shape:
                 raise ValueError(f"RNN weights: '{key}' has shape {arr.shape}, expected {shape}")
             target = "h0" if key == "h_0" else key

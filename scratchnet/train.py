@@ -209,17 +209,24 @@ def load_checkpoint(folder, learner, config: TrainConfig):
     try:
         st = load_npz(path)
         meta = json.loads(str(st.pop("meta")))
-    except Exception as e:
+        saved, epoch = meta["config"], int(meta["epoch"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        history = History(**meta["history"])
+        if not isinstance(saved, dict):
+            raise TypeError("config is not a mapping")
+    except Exception as e:  # a truncated file, or one that is not this code's checkpoint
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start over") from None
-    saved, now = meta["config"], asdict(config)  # epochs too: the schedule depends on the total
+    now = asdict(config)  # epochs too: the schedule depends on the total
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
         raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, now); "
                          "use the same flags or another --out")
-    learner.load_state(st)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng"]
-    return meta["epoch"], rng, History(**meta["history"])
+    try:
+        learner.load_state(st)
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path} does not fit this model: {e}") from None
+    return epoch, rng, history
 
 
 def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
@@ -239,6 +246,8 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         if loaded is not None:
             start, rng, history = loaded
             log(f"resumed from {_checkpoint_path(out_dir)} after epoch {start}")
+        else:
+            log(f"no checkpoint at {_checkpoint_path(out_dir)} to resume from: starting at epoch 1")
     n = len(data.train_y)
     steps_per_epoch = n // config.batch_size  # drop_last: every step sees a full batch
     if steps_per_epoch == 0:

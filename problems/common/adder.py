@@ -77,22 +77,33 @@ def parse_number(text: str, binary: bool) -> int:
         return int(s, 2)
     if not s.isdigit():
         raise ValueError(f"{text!r} is not a whole number >= 0 in decimal (use --binary for 0/1 strings)")
-    return int(s)
+    try:
+        return int(s)
+    except ValueError:  # Python refuses to parse very long decimal strings (sys.get_int_max_str_digits)
+        raise ValueError(f"the decimal number {s[:12]}... has {len(s)} digits, more than Python converts; "
+                         "give it with --binary instead") from None
 
 
 # ------------------------------------------------------------------------------------------ weights
 def load_weights(path) -> dict:
     """weights/rnn_adder.json -> dict; ValueError naming the problem if missing or malformed."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"weights file {path} is a folder; expected a JSON file with keys {', '.join(WEIGHT_KEYS)}")
     if not path.is_file():
         raise ValueError(f"weights file {path} not found; expected a JSON file with keys {', '.join(WEIGHT_KEYS)}")
     try:
-        weights = json.loads(path.read_text())
+        weights = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"weights file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"weights file {path} is not UTF-8 text; expected a JSON file") from None
     if not isinstance(weights, dict):
         raise ValueError(f"weights file {path} must hold a JSON object with keys {', '.join(WEIGHT_KEYS)}")
-    HardThresholdRNN.from_weights(weights)  # validates keys and shapes
+    try:  # validates keys, shapes and values: the assignment's cell, 2 inputs and 3 hidden units
+        HardThresholdRNN.from_weights(weights, n_in=2, n_hidden=3)
+    except ValueError as e:
+        raise ValueError(f"weights file {path}: {e}") from None
     return {k: weights[k] for k in WEIGHT_KEYS}
 
 

@@ -11,6 +11,7 @@ from problems.common.adversarial import TRANSFORMS, noise_image, to_pil
 
 def attack_figure(rows, path, eps):
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     n = len(rows)
     fig, axs = plt.subplots(n, 3, figsize=(10, 3.4 * n), squeeze=False)
     for r, row in enumerate(rows):
@@ -28,12 +29,13 @@ def attack_figure(rows, path, eps):
     fig.suptitle(f"targeted attacks, eps = {eps:g}/255 (noise: grey = unchanged, scaled to fill 0-255)",
                  fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90, bbox_inches=None)
     plt.close(fig)
 
 
 def robustness_figure(rows, path, title):
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     n, m = len(rows), len(TRANSFORMS)
     fig, axs = plt.subplots(n, m, figsize=(2.6 * m, 2.9 * n), squeeze=False)
     for r, row in enumerate(rows):
@@ -45,5 +47,5 @@ def robustness_figure(rows, path, title):
             axs[r, c].axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80, bbox_inches=None)
     plt.close(fig)

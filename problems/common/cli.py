@@ -6,6 +6,7 @@ scripts raise `UserError("what was wrong; what was expected")` and wrap their en
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import shlex
@@ -27,11 +28,61 @@ def data_root(arg: str | None) -> Path:
     return Path(root).expanduser()
 
 
-def add_common_args(parser: argparse.ArgumentParser, problem: str, data: bool = True) -> None:
+def _writable_place(path: Path, what: str) -> None:
+    """Raise ArgumentTypeError unless `path` can be created or written: its nearest existing ancestor
+    must be a writable folder. Checked while the arguments are parsed, so a bad --out costs no work."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"{probe} is a file, so {what} {path} cannot be made")
+    if not os.access(probe if probe.is_dir() else probe.parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{what} {path}: {probe} is not writable")
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder for outputs that exists or can be made, and can be written."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; expected a folder for the outputs")
+    _writable_place(path, "folder")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file to write (its folder exists or can be made, and can be written)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, got an empty path")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; expected a file path")
+    _writable_place(path.parent, "folder")
+    return path
+
+
+SEED_MAX = 2 ** 32 - 1  # numpy's and torch's generators both take any seed in [0, 2^32)
+
+
+def seed_value(text: str) -> int:
+    """argparse type: a seed, a whole number in [0, 2^32)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, {SEED_MAX}], got {text!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, {SEED_MAX}], got {v}")
+    return v
+
+
+def add_common_args(parser: argparse.ArgumentParser, problem: str, data: bool = True,
+                    out_help: str = "results.json and figures") -> None:
     """Add --out (default results/<problem>/), --seed and, for scripts that read data, --data-dir."""
-    parser.add_argument("--out", type=Path, default=Path("results") / problem,
-                        help=f"output folder for results.json and figures (default: results/{problem}/)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same numbers (default: 0)")
+    parser.add_argument("--out", type=output_folder, default=Path("results") / problem,
+                        help=f"output folder for {out_help} (default: results/{problem}/)")
+    parser.add_argument("--seed", type=seed_value, default=0,
+                        help=f"random seed in [0, {SEED_MAX}]; same seed, same numbers (default: 0)")
     if data:
         parser.add_argument("--data-dir", default=None,
                             help=f"data root (default: ${DATA_ENV}, else ./data)")
@@ -60,13 +111,24 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
+    """argparse type: a finite number > 0."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {v}")
+    return v
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1] (e.g. a momentum)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
     return v
 
 
@@ -88,6 +150,10 @@ def run_main(main, argv=None) -> int:
         rc = main(argv)
     except (UserError, BackendError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused (a path turned unwritable, a full disk): one line too
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; checkpoints written so far are intact (rerun with --resume where offered)",

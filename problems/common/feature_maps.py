@@ -93,11 +93,12 @@ def plot_depth(ax_row, maps, titles):
 def depth_figure(path, maps, titles, title):
     """One row of maps (each already in [0, 1]) under `title`, saved to `path`."""
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     fig, axs = plt.subplots(1, len(maps), figsize=(2.4 * len(maps), 2.8))
     plot_depth(np.atleast_1d(axs), maps, titles)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110, bbox_inches=None)
     plt.close(fig)
 
 
@@ -107,6 +108,7 @@ def combined_figure(path, image, rows, n_maps: int, title):
     rows: [(label, maps, titles)], maps each (H, W) in [0, 1].
     """
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     fig, axs = plt.subplots(len(rows), n_maps + 1, figsize=(2.2 * (n_maps + 1), 7.2), squeeze=False)
     for r, (label, maps, titles) in enumerate(rows):
         ax = axs[r, 0]
@@ -118,5 +120,5 @@ def combined_figure(path, image, rows, n_maps: int, title):
             ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110, bbox_inches=None)
     plt.close(fig)

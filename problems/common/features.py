@@ -112,17 +112,23 @@ def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: 
     model_info = dict(getattr(model, "scratchnet_info", {"name": type(model).__name__}))
     path = cache_path_for(cache_dir, model_info, tag, paths)
     names = [str(n) for n in names]
-    z = load_npz(path) if path.is_file() else None
-    hit = z is not None and z["names_all"].tolist() == names and (not flip or "features_flip" in z)
-    if hit:
-        meta = json.loads(str(z["meta"]))
-        kept = z["kept"].astype(bool)
-        f = z["features"]
-        if flip:
-            f = 0.5 * (f + z["features_flip"])
-        return FeatureSet(f.astype(np.float32), kept, [n for n, k in zip(names, kept) if k], meta["read_log"],
-                          meta["seconds"], meta["images_per_second"], True, path,
-                          int(meta.get("passes_per_image", 1)))
+    if path.is_file():
+        try:
+            z = load_npz(path)
+            if z["names_all"].tolist() == names and (not flip or "features_flip" in z):
+                meta = json.loads(str(z["meta"]))
+                kept = z["kept"].astype(bool)
+                f = z["features"]
+                if flip:
+                    f = 0.5 * (f + z["features_flip"])
+                if f.shape[0] != int(kept.sum()):
+                    raise ValueError("features and kept disagree")
+                return FeatureSet(f.astype(np.float32), kept, [n for n, k in zip(names, kept) if k],
+                                  meta["read_log"], meta["seconds"], meta["images_per_second"], True, path,
+                                  int(meta.get("passes_per_image", 1)))
+        except Exception as e:  # truncated or foreign file: a cache miss, rebuilt below (and overwritten)
+            print(f"warning: feature cache {path} is unreadable ({type(e).__name__}); extracting again",
+                  file=sys.stderr)
     feats, feats_flip, kept, log, seconds = extract_features(
         model, preprocess, paths, penultimate, batch_size=batch_size, flip=flip,
         channels_last=channels_last, desc=tag, progress=progress)

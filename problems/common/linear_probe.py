@@ -172,6 +172,7 @@ def plot_cv_curve(tables: dict, path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, table in tables.items():
         c = [r["C"] for r in table]
@@ -185,7 +186,7 @@ def plot_cv_curve(tables: dict, path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120, bbox_inches=None)
     plt.close(fig)
 
 
@@ -194,6 +195,7 @@ def plot_confusion(cm: np.ndarray, class_names, path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from problems.common.plots import save_figure
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
     k = len(class_names)
@@ -206,5 +208,5 @@ def plot_confusion(cm: np.ndarray, class_names, path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of the true breed's test images")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120, bbox_inches=None)
     plt.close(fig)

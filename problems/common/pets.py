@@ -109,7 +109,12 @@ def download_pets(data_root: Path) -> Path:
 def parse_split_file(path: Path) -> list[tuple[str, int]]:
     """Lines 'name class_id species breed_id' -> [(name, class_id 1-based)]; '#' lines and blanks skipped."""
     entries = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"split file {path} is not UTF-8 text; expected lines 'Name_123 <class id> <species> "
+                        "<breed id>'") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

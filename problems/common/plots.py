@@ -17,9 +17,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig, path, dpi: int = 120, bbox_inches="tight") -> Path:
+    """Render `fig` in memory, then write it atomically (every problem script's figures go through here)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, bbox_inches=bbox_inches)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
     return Path(path)
 
@@ -43,7 +44,7 @@ def plot_loss_curves(curves, path, title: str = "Training loss", ylabel: str = "
     ax.grid(True, alpha=0.3)
     if len(curves) > 1 or any(label for label, _, _ in curves):
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
@@ -62,7 +63,7 @@ def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
     ax.grid(True, alpha=0.3)
     if runs:
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ablation(labels, accuracies, path, title: str = "Ablation", ylabel: str = "test accuracy") -> Path:
@@ -82,4 +83,4 @@ def plot_ablation(labels, accuracies, path, title: str = "Ablation", ylabel: str
     ax.set_xlabel(ylabel)
     ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

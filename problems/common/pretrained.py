@@ -84,6 +84,9 @@ def load_image_rgb(path) -> Image.Image:
         with Image.open(p) as im:
             im.load()
             return to_rgb(im)
+    except Image.DecompressionBombError:  # PIL's guard against tiny files that decode to huge images
+        raise UserError(f"cannot read image {p}: its pixel count is over PIL's safety limit "
+                        f"({Image.MAX_IMAGE_PIXELS} pixels); expected a photo-sized image") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UserError(f"cannot read image {p}: {e.__class__.__name__}: {e}") from None
 

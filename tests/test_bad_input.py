@@ -1,0 +1,205 @@
+"""Bad input across the scripts and the library's readers: one clear line, exit status 2, no traceback,
+and no work done first. (Each problem's own tests cover its data and flags; these are the cross-cutting
+cases: output folders, seeds, non-finite numbers, malformed files.)"""
+import argparse
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from problems.common import cli
+from problems.common.cli import UserError, run_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=REPO):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+# ------------------------------------------------------------------------------ argument types
+def test_output_folder_accepts_new_and_existing_folders_and_refuses_files(tmp_path):
+    assert cli.output_folder(str(tmp_path)) == tmp_path
+    assert cli.output_folder(str(tmp_path / "a" / "b")) == tmp_path / "a" / "b"   # made later, not now
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    for bad, words in [("", "empty"), ("  ", "empty"), (str(tmp_path / "file"), "is a file"),
+                       (str(tmp_path / "file" / "sub"), "is a file")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            cli.output_folder(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder"):
+        cli.output_file(str(tmp_path))
+    assert cli.output_file(str(tmp_path / "new" / "r.json")) == tmp_path / "new" / "r.json"
+
+
+def test_numeric_types_refuse_what_would_break_later():
+    assert cli.seed_value("0") == 0 and cli.seed_value(str(2 ** 32 - 1)) == 2 ** 32 - 1
+    for bad in ("-1", str(2 ** 32), "99999999999999999999", "1.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.seed_value(bad)
+    for bad in ("inf", "-inf", "nan", "0", "1e400"):   # 1e400 parses as inf
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.positive_float(bad)
+    assert cli.unit_interval("0") == 0 and cli.unit_interval("1") == 1
+    for bad in ("nan", "-0.1", "1.01", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.unit_interval(bad)
+
+
+def test_run_main_turns_a_refused_write_into_one_line(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+
+    def main(argv):
+        (target / "results.json").write_text("{}")   # a file where a folder should be: NotADirectoryError
+
+    assert run_main(main, []) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot read or write") and "results.json" in err[0]
+
+
+@pytest.mark.parametrize("script", ["problems/p1_pretrained.py", "problems/p2_transfer.py",
+                                    "problems/p3_small_cnn.py", "problems/p3_better_ablation.py",
+                                    "problems/p4_adversarial.py", "problems/p5_rnn_adder.py",
+                                    "report/make_report.py", "report/build_report.py"])
+def test_every_script_refuses_an_unusable_out_before_any_work(tmp_path, script):
+    (tmp_path / "file").write_text("x")
+    r = run(script, "--out", tmp_path / "file")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--out" in r.stderr and "is a file" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("script", ["problems/p1_pretrained.py", "problems/p5_rnn_adder.py",
+                                    "problems/p3_small_cnn.py"])
+def test_seeds_out_of_range_are_refused(script):
+    for seed in ("-1", "99999999999999999999"):
+        r = run(script, "--seed", seed)
+        assert r.returncode == 2 and "--seed" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------------- file readers
+def test_write_json_writes_strict_json(tmp_path):
+    from scratchnet.io import write_json
+    write_json(tmp_path / "r.json", {"loss": float("nan"), "v": np.array([1.0, np.inf]), "s": np.float32(-np.inf)})
+    text = (tmp_path / "r.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "v": [1.0, None], "s": None}
+
+
+def test_rnn_weights_must_be_finite_numbers_of_the_assignments_shape(tmp_path):
+    from problems.common import adder
+    good = json.loads((REPO / "weights" / "rnn_adder.json").read_text())
+    good = {k: good[k] for k in adder.WEIGHT_KEYS}
+    cases = {"U": [[True, 1], [1, 1], [1, 1]], "b_y": float("nan"), "v": "abc", "W": [[1, 0], [0, 1]]}
+    for key, value in cases.items():
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ValueError, match=f"'{key}'"):
+            adder.load_weights(path)
+    four = tmp_path / "four.json"   # a consistent 4-unit cell is still not the assignment's 3-unit one
+    four.write_text(json.dumps({"U": [[1, 1]] * 4, "W": [[0] * 4] * 4, "b_h": [0] * 4, "v": [0] * 4, "b_y": 0,
+                                "h_0": [0] * 4}))
+    with pytest.raises(ValueError, match="3 hidden units"):
+        adder.load_weights(four)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes("{\"U\": \"\xe9\"}".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        adder.load_weights(latin)
+
+
+def test_a_checkpoint_without_its_settings_is_unreadable_not_a_crash(tmp_path):
+    from scratchnet import train
+    from scratchnet.io import save_npz
+    save_npz(tmp_path / "checkpoint.npz", {"meta": np.asarray(json.dumps({"epoch": 1}))})
+    assert train._checkpoint_path(tmp_path).endswith("checkpoint.npz")
+    with pytest.raises(ValueError, match="unreadable"):
+        train.load_checkpoint(tmp_path, learner=None, config=train.TrainConfig())
+
+
+def test_cifar_pickle_labels_must_be_whole_numbers(tmp_path):
+    from scratchnet.data.cifar import DatasetError, _pickle_batch
+    for labels in (["a", "b"], [[1], [2]]):
+        path = tmp_path / "data_batch_1"
+        path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}))
+        with pytest.raises(DatasetError, match="labels"):
+            _pickle_batch(path, tmp_path)
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from problems.common.pretrained import load_image_rgb
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # 1600 pixels > 2x the limit: PIL refuses
+    with pytest.raises(UserError, match="safety limit"):
+        load_image_rgb(tmp_path / "big.png")
+
+
+# ------------------------------------------------------------------------------------ script flags
+def test_p3_flag_combinations_that_would_be_ignored_are_refused():
+    for args in (["--weights", "weights/p3_small.npz"], ["--model", "small", "--ablation", "x.json"]):
+        r = run("problems/p3_small_cnn.py", *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_p3_weights_with_nan_and_a_garbled_companion_json(tmp_path):
+    import problems.p3_small_cnn as P3
+    from scratchnet.io import save_npz
+    save_npz(tmp_path / "w.npz", {"conv1.weight": np.full((2, 2), np.nan, np.float32)})
+    with pytest.raises(UserError, match="NaN"):
+        P3.read_weights(tmp_path / "w.npz")
+    save_npz(tmp_path / "i.npz", {"conv1.weight": np.ones((2, 2), np.int64)})
+    with pytest.raises(UserError, match="floating-point"):
+        P3.read_weights(tmp_path / "i.npz")
+    with pytest.raises(UserError, match="is a folder"):
+        P3.read_weights(tmp_path)
+
+
+def test_p3_compare_needs_lists_of_numbers(tmp_path):
+    import problems.p3_small_cnn as P3
+    for i, bad in enumerate(({"train_loss": 5}, {"train_loss": ["a", "b"]}, {"train_loss": []}, [1, 2])):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(UserError, match="train_loss|P3 results"):
+            P3.compare([path, path], tmp_path / "out")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--eps", "0.5"], "at least 1"),
+    (["--lam", "nan"], "--lam"),
+    (["--lam", "-2"], "--lam"),
+    (["--device", "gpu0"], "--device"),
+])
+def test_p4_numbers_that_cannot_work(tmp_path, capsys, args, words):
+    import problems.p4_adversarial as P4
+    assert run_main(P4.main, args + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
+def test_p4_argument_types(tmp_path):
+    for args in (["--momentum", "2"], ["--step", "nan"], ["--step", "-1"]):
+        r = run("problems/p4_adversarial.py", *args, "--out", tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and args[0] in r.stderr, r.stderr
+
+
+def test_p4_two_images_with_one_name_would_overwrite_each_other(tmp_path, capsys):
+    import problems.p4_adversarial as P4
+    from PIL import Image
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / sub / "pic.png")
+    args = ["--image", str(tmp_path / "a" / "pic.png"), "--target", "1",
+            "--image", str(tmp_path / "b" / "pic.png"), "--target", "2", "--out", str(tmp_path / "o")]
+    assert run_main(P4.main, args) == 2
+    assert "share the name 'pic'" in capsys.readouterr().err
+
+
+def test_make_report_only_must_name_a_run(tmp_path):
+    r = run("report/make_report.py", "--only", "", "--results", tmp_path / "res", "--out", tmp_path)
+    assert r.returncode == 2 and "names no run" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "res").exists()
