@@ -17,11 +17,14 @@ trained by scratchnet on the same subset with the same seed, for the same short 
 Short runs on a subset rank the tricks for the early phase of training only, with one seed: read the
 differences against the seed-to-seed spread (`--seeds 2` repeats the full recipe with the next seed).
 Writes DIR/ablation.json (default results/p3/ablation/) with a `variants` list, a bar chart and a
-discussion; `weights/p3_better_ablation.json` is a committed copy of one such run.
+discussion; `weights/p3_better_ablation.json` is a committed copy of one such run. Each run checkpoints
+every epoch under DIR/runs/<variant>_seed<S>/ and leaves run.json there when it finishes: after an
+interruption, the same command with --resume reuses the finished runs and continues the interrupted one.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -59,9 +62,12 @@ def parse_args(argv):
     p.add_argument("--lr", type=positive_float, default=0.4,
                    help="peak learning rate (default: 0.4, the recipe's 0.8 scaled with the batch size)")
     p.add_argument("--seeds", type=positive_int, default=1,
-                   help="repeat the full recipe with this many seeds (seed, seed+1, ...) to show the spread")
+                   help="repeat the full recipe with this many seeds (seed, seed+1, ...) to show the spread (default 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the runs that finished in DIR/runs/ and continue an interrupted one from its "
+                        "last epoch (same flags needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_common_args(p, "p3/ablation")
+    add_common_args(p, "p3/ablation", out_help="ablation.json, its figure and runs/ (per-run checkpoints)")
     return p.parse_args(argv)
 
 
@@ -73,21 +79,40 @@ def run_variant(args, data, name: str, seed: int) -> dict:
     removed, config_overrides, model_options = VARIANTS[name]
     recipe = dict(RECIPES["better"], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed)
     config = TrainConfig(**{**recipe, **config_overrides})
+    # One folder per run: its checkpoint after every epoch, and run.json once it has finished.
+    run_dir = args.out / "runs" / f"{name}_seed{seed}"
+    settings = json.loads(json.dumps({"config": asdict(config), "model_options": model_options,
+                                      "backend": args.backend, "data": data.describe()}))  # as run.json holds it
+    done = run_dir / "run.json"
+    if args.resume and done.is_file():
+        try:
+            earlier = json.loads(done.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            earlier = None
+        if isinstance(earlier, dict) and earlier.get("settings") == settings:
+            print(f"  [{name}, seed {seed}] finished earlier: {done}")
+            return {k: v for k, v in earlier.items() if k != "settings"}
+    log = lambda line: print(f"  [{name}, seed {seed}] {line}")  # noqa: E731
     t0 = time.perf_counter()
     learner = make_learner("better", args.backend, config, data, **model_options)
     try:
-        history = asdict(fit(learner, data, config, progress=not args.no_progress,
-                             log=lambda line: print(f"  [{name}, seed {seed}] {line}")))
+        history = asdict(fit(learner, data, config, out_dir=run_dir, resume=args.resume,
+                             progress=not args.no_progress, log=log))
     except FloatingPointError as e:
-        print(f"  [{name}, seed {seed}] {e}")
-        return {"variant": name, "seed": seed, "removed": removed, "diverged": True, "error": str(e),
-                "final_test_accuracy": None, "seconds": time.perf_counter() - t0}
-    return {"variant": name, "seed": seed, "removed": removed, "diverged": False,
-            "final_test_accuracy": history["test_accuracy"][-1],
-            "final_test_accuracy_without_tta": history["final_test_accuracy_without_tta"],
-            "test_accuracy": history["test_accuracy"], "train_loss": history["train_loss"],
-            "seconds": time.perf_counter() - t0,
-            "config_overrides": config_overrides, "model_options": model_options}
+        log(str(e))
+        result = {"variant": name, "seed": seed, "removed": removed, "diverged": True, "error": str(e),
+                  "final_test_accuracy": None, "seconds": time.perf_counter() - t0}
+    except ValueError as e:  # a checkpoint made with other settings
+        raise UserError(str(e)) from None
+    else:
+        result = {"variant": name, "seed": seed, "removed": removed, "diverged": False,
+                  "final_test_accuracy": history["test_accuracy"][-1],
+                  "final_test_accuracy_without_tta": history["final_test_accuracy_without_tta"],
+                  "test_accuracy": history["test_accuracy"], "train_loss": history["train_loss"],
+                  "seconds": time.perf_counter() - t0,
+                  "config_overrides": config_overrides, "model_options": model_options}
+    write_json(done, {**result, "settings": settings})
+    return result
 
 
 def discussion(runs: list, budget: str) -> str:

@@ -146,6 +146,17 @@ def test_ablation_script_runs_variants_and_writes_results(repo_root, data_root, 
         assert 0.0 <= v["final_test_accuracy"] <= 1.0 and len(v["test_accuracy"]) == 1
     assert res["variants"][0]["final_test_accuracy_without_tta"] is not None  # the recipe's TTA is on
     assert (out / res["figures"]["ablation"]).is_file() and "Without weight averaging" in res["discussion"]
+    # Resume: a finished run is reused; one whose run.json is missing (killed after its last checkpoint)
+    # continues from its checkpoint; both give the numbers of the uninterrupted run.
+    (out / "runs" / "no_ema_seed0" / "run.json").unlink()
+    again = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--variants", "full", "no_ema",
+                            "--epochs", "1", "--limit-per-class", "8", "--batch-size", "32", "--out", str(out),
+                            "--no-progress", "--resume"], capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "[full, seed 0] finished earlier" in again.stdout and "[no_ema, seed 0] resumed from" in again.stdout
+    res2 = json.loads((out / "ablation.json").read_text())
+    for a, b in zip(res["variants"], res2["variants"]):
+        assert a["final_test_accuracy"] == b["final_test_accuracy"] and a["train_loss"] == b["train_loss"]
     bad = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--limit-per-class", "2",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=repo_root, timeout=600)
     assert bad.returncode == 2 and "fewer than one batch" in bad.stderr and "Traceback" not in bad.stderr
