@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train_step.py
 
-# The homework report: runs P1, P4, P5 (and P2 from cached features), evaluates the committed P3
+# The homework report: runs P1, P2 (extracting its features once), P4, P5, evaluates the committed P3
 # weights, then writes report/report.html and report/report.pdf. RETRAIN=1 retrains P3; QUICK=1 skips
 # P4's EOT attack and P5's learning experiment.
 report: $(STAMP)

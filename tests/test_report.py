@@ -312,10 +312,13 @@ def test_build_cli_bad_results_folder(tmp_path):
 def test_plan_follows_the_flags(tmp_path):
     from jobs import plan
     default = {j.name: j for j in plan(tmp_path / "res", repo=tmp_path)}      # an empty 'repository'
-    assert default["p2"].skip and "cached" in default["p2"].skip              # no feature cache: no extraction
+    assert default["p2"].skip is None                                          # extracts features if uncached
+    assert all("--seed" not in j.argv for j in default.values())
     assert "--eval-only" in default["p3_small"].argv and "weights/p3_small.npz" in default["p3_small"].skip
     assert "--eot" in default["p4"].argv and "--learn" in default["p5"].argv
     retrain = {j.name: j for j in plan(tmp_path / "res", retrain=True, quick=True, data_dir="D", repo=tmp_path)}
     assert retrain["p3_both"].produces == ["p3_small", "p3_small_bn", "p3_compare"]
     assert retrain["p2"].skip is None and "--eot" not in retrain["p4"].argv
     assert retrain["p1"].argv[-2:] == ["--data-dir", "D"]
+    seeded = {j.name: j for j in plan(tmp_path / "res", seed=7, repo=tmp_path)}
+    assert all(j.argv[-2:] == ["--seed", "7"] for name, j in seeded.items() if name != "p3_compare")
