@@ -58,7 +58,7 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--cache-dir", type=output_folder, default=Path(".cache") / "features",
-                   help="where extracted features are cached (default .cache/features)")
+                   help="where extracted features are cached (default .cache/features in the current folder)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use at most this many images per breed and split (quick runs; default: all)")
     p.add_argument("--max-breeds", type=positive_int, default=None,
