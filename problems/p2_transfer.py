@@ -22,7 +22,7 @@ if __package__ in (None, ""):          # run as a script: make the repository im
 
 import numpy as np
 
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, output_folder,
+from problems.common.cli import (UserError, add_common_args, command_line, data_root, folder_path,
                                  positive_int, run_main, seed_everything)
 from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_validate_C, fit_predict,
                                           l2_normalize, mean_per_class_accuracy, most_confused_pairs,
@@ -57,7 +57,7 @@ def parse_args(argv):
                    help="cross-validation folds on trainval, at least 2 (default 5; fewer if a breed has fewer images)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--cache-dir", type=output_folder, default=Path(".cache") / "features",
+    p.add_argument("--cache-dir", type=folder_path, default=Path(".cache") / "features",
                    help="where extracted features are cached (default .cache/features in the current folder)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use at most this many images per breed and split (quick runs; default: all)")

@@ -18,8 +18,9 @@ Short runs on a subset rank the tricks for the early phase of training only, wit
 differences against the seed-to-seed spread (`--seeds 2` repeats the full recipe with the next seed).
 Writes DIR/ablation.json (default results/p3/ablation/) with a `variants` list, a bar chart and a
 discussion; `weights/p3_better_ablation.json` is a committed copy of one such run. Each run checkpoints
-every epoch under DIR/runs/<variant>_seed<S>/ and leaves run.json there when it finishes: after an
-interruption, the same command with --resume reuses the finished runs and continues the interrupted one.
+every epoch under DIR/runs/<variant>_seed<S>/ (with its settings) and leaves run.json there when it
+finishes (the checkpoint is then deleted): after an interruption, the same command with --resume reuses the
+finished runs and continues the interrupted one; a run folder made with other settings is an error.
 """
 from __future__ import annotations
 
@@ -79,19 +80,23 @@ def run_variant(args, data, name: str, seed: int) -> dict:
     removed, config_overrides, model_options = VARIANTS[name]
     recipe = dict(RECIPES["better"], epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed)
     config = TrainConfig(**{**recipe, **config_overrides})
-    # One folder per run: its checkpoint after every epoch, and run.json once it has finished.
+    # One folder per run: its settings, a checkpoint after every epoch, and run.json once it has finished.
     run_dir = args.out / "runs" / f"{name}_seed{seed}"
     settings = json.loads(json.dumps({"config": asdict(config), "model_options": model_options,
-                                      "backend": args.backend, "data": data.describe()}))  # as run.json holds it
-    done = run_dir / "run.json"
-    if args.resume and done.is_file():
+                                      "backend": args.backend, "data": data.describe()}))  # as the JSON holds it
+    done, settings_file = run_dir / "run.json", run_dir / "settings.json"
+    if args.resume and settings_file.is_file():
         try:
-            earlier = json.loads(done.read_text())
+            earlier_settings = json.loads(settings_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            earlier = None
-        if isinstance(earlier, dict) and earlier.get("settings") == settings:
+            earlier_settings = None
+        if earlier_settings != settings:  # the checkpoint's TrainConfig alone does not cover the data
+            raise UserError(f"{run_dir} holds a run made with other settings (data, backend or recipe); "
+                            "use the same flags, or another --out, or drop --resume to start over")
+        if done.is_file():
             print(f"  [{name}, seed {seed}] finished earlier: {done}")
-            return {k: v for k, v in earlier.items() if k != "settings"}
+            return json.loads(done.read_text())
+    write_json(settings_file, settings)
     log = lambda line: print(f"  [{name}, seed {seed}] {line}")  # noqa: E731
     t0 = time.perf_counter()
     learner = make_learner("better", args.backend, config, data, **model_options)
@@ -102,16 +107,19 @@ def run_variant(args, data, name: str, seed: int) -> dict:
         log(str(e))
         result = {"variant": name, "seed": seed, "removed": removed, "diverged": True, "error": str(e),
                   "final_test_accuracy": None, "seconds": time.perf_counter() - t0}
-    except ValueError as e:  # a checkpoint made with other settings
+    except ValueError as e:  # a checkpoint made with another TrainConfig
         raise UserError(str(e)) from None
     else:
         result = {"variant": name, "seed": seed, "removed": removed, "diverged": False,
                   "final_test_accuracy": history["test_accuracy"][-1],
                   "final_test_accuracy_without_tta": history["final_test_accuracy_without_tta"],
                   "test_accuracy": history["test_accuracy"], "train_loss": history["train_loss"],
-                  "seconds": time.perf_counter() - t0,
+                  "seconds": sum(history["epoch_seconds"]),  # all epochs, also those before a resume
                   "config_overrides": config_overrides, "model_options": model_options}
-    write_json(done, {**result, "settings": settings})
+    write_json(done, result)
+    checkpoint = run_dir / "checkpoint.npz"
+    if checkpoint.is_file():
+        checkpoint.unlink()  # run.json now holds what the report needs; the checkpoint is ~24 MB
     return result
 
 

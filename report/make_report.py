@@ -5,8 +5,9 @@
 By default P1, P2, P4 (with the EOT attack) and P5 (with learning) run fully (P2's first run extracts the
 Pets features, about 1.5 minutes on two cores, and caches them in .cache/features/), and the P3 networks
 are evaluated from the committed weights in weights/ (--eval-only) with the batch-norm comparison plot
-redrawn. --retrain trains the P3 networks instead (hours on a CPU). Each problem runs as its own subprocess; its exact command, exit status, time and
-last error line go to DIR/report_runs.json (its output to DIR/logs/<name>.log), and a failing problem does
+redrawn. --retrain trains the P3 networks instead (hours on a CPU). Each problem runs as its own
+subprocess; its exact command, exit status, time and last error line go to DIR/report_runs.json (its
+output to DIR/logs/<name>.log), and a failing problem (e.g. a dataset missing under the data root) does
 not stop the others: its section of the report then shows "not yet produced" with the error line.
 """
 from __future__ import annotations

@@ -59,10 +59,13 @@ class HardThresholdRNN(Module):
         def numbers(key):
             value = weights[key]
             try:
-                arr = np.asarray(value, dtype=dtype)
-            except (TypeError, ValueError):
-                raise ValueError(f"RNN weights: '{key}' is not numbers ({str(value)[:40]})") from None
-            if _has_bool(value) or not np.isfinite(arr).all():  # JSON true/false are not weights
+                kind = np.asarray(value).dtype.kind
+            except ValueError:  # ragged lists
+                kind = "O"
+            if kind not in "iuf" or _has_bool(value):  # not strings, not JSON true/false, not ragged
+                raise ValueError(f"RNN weights: '{key}' is not numbers ({str(value)[:40]})")
+            arr = np.asarray(value, dtype=dtype)
+            if not np.isfinite(arr).all():
                 raise ValueError(f"RNN weights: '{key}' must hold finite numbers, got {str(value)[:40]}")
             return arr
 

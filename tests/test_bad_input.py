@@ -33,6 +33,11 @@ def test_output_folder_accepts_new_and_existing_folders_and_refuses_files(tmp_pa
             cli.output_folder(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="is a folder"):
         cli.output_file(str(tmp_path))
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file"):
+        cli.output_file(str(tmp_path / "file" / "r.json"))
+    assert cli.folder_path(str(tmp_path / "new")) == tmp_path / "new"   # may be read-only: only read from
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file"):
+        cli.folder_path(str(tmp_path / "file"))
     assert cli.output_file(str(tmp_path / "new" / "r.json")) == tmp_path / "new" / "r.json"
 
 
@@ -94,7 +99,8 @@ def test_rnn_weights_must_be_finite_numbers_of_the_assignments_shape(tmp_path):
     from problems.common import adder
     good = json.loads((REPO / "weights" / "rnn_adder.json").read_text())
     good = {k: good[k] for k in adder.WEIGHT_KEYS}
-    cases = {"U": [[True, 1], [1, 1], [1, 1]], "b_y": float("nan"), "v": "abc", "W": [[1, 0], [0, 1]]}
+    cases = {"U": [[True, 1], [1, 1], [1, 1]], "b_y": float("nan"), "v": "abc", "W": [[1, 0], [0, 1]],
+             "h_0": ["0", "0", "0"], "b_h": [1, [2], 3]}
     for key, value in cases.items():
         path = tmp_path / f"{key}.json"
         path.write_text(json.dumps({**good, key: value}))
@@ -122,7 +128,7 @@ def test_a_checkpoint_without_its_settings_is_unreadable_not_a_crash(tmp_path):
 
 def test_cifar_pickle_labels_must_be_whole_numbers(tmp_path):
     from scratchnet.data.cifar import DatasetError, _pickle_batch
-    for labels in (["a", "b"], [[1], [2]]):
+    for labels in (["a", "b"], [[1], [2]], [1.7, 2.0]):
         path = tmp_path / "data_batch_1"
         path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}))
         with pytest.raises(DatasetError, match="labels"):
@@ -141,9 +147,10 @@ def test_a_decompression_bomb_is_one_line(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------ script flags
 def test_p3_flag_combinations_that_would_be_ignored_are_refused():
-    for args in (["--weights", "weights/p3_small.npz"], ["--model", "small", "--ablation", "x.json"]):
+    for args, words in ((["--weights", "weights/p3_small.npz"], "--eval-only"),
+                        (["--model", "small", "--ablation", "x.json"], "--model better")):
         r = run("problems/p3_small_cnn.py", *args)
-        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 2 and "Traceback" not in r.stderr and words in r.stderr, r.stderr
 
 
 def test_p3_weights_with_nan_and_a_garbled_companion_json(tmp_path):

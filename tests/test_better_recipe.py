@@ -146,17 +146,7 @@ def test_ablation_script_runs_variants_and_writes_results(repo_root, data_root, 
         assert 0.0 <= v["final_test_accuracy"] <= 1.0 and len(v["test_accuracy"]) == 1
     assert res["variants"][0]["final_test_accuracy_without_tta"] is not None  # the recipe's TTA is on
     assert (out / res["figures"]["ablation"]).is_file() and "Without weight averaging" in res["discussion"]
-    # Resume: a finished run is reused; one whose run.json is missing (killed after its last checkpoint)
-    # continues from its checkpoint; both give the numbers of the uninterrupted run.
-    (out / "runs" / "no_ema_seed0" / "run.json").unlink()
-    again = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--variants", "full", "no_ema",
-                            "--epochs", "1", "--limit-per-class", "8", "--batch-size", "32", "--out", str(out),
-                            "--no-progress", "--resume"], capture_output=True, text=True, cwd=repo_root, timeout=600)
-    assert again.returncode == 0, again.stderr
-    assert "[full, seed 0] finished earlier" in again.stdout and "[no_ema, seed 0] resumed from" in again.stdout
-    res2 = json.loads((out / "ablation.json").read_text())
-    for a, b in zip(res["variants"], res2["variants"]):
-        assert a["final_test_accuracy"] == b["final_test_accuracy"] and a["train_loss"] == b["train_loss"]
+    assert not list((out / "runs").glob("*/checkpoint.npz"))  # finished runs keep run.json only
     bad = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--limit-per-class", "2",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=repo_root, timeout=600)
     assert bad.returncode == 2 and "fewer than one batch" in bad.stderr and "Traceback" not in bad.stderr
@@ -183,3 +173,38 @@ def test_p3_script_better_writes_rationale_ablation_and_time_plot(repo_root, dat
     assert [a["variant"] for a in res["ablation"]] == ["full", "no_ema"] and "diverged" in res["ablation"][1]["note"]
     assert (out / res["figures"]["accuracy_vs_time"]).is_file()
     assert "Dirac" in res["initialisation"] and res["final_test_accuracy_without_tta"] is not None
+
+
+def test_ablation_resume_continues_an_interrupted_run_exactly(repo_root, data_root, tmp_path, monkeypatch, capsys):
+    """Kill a 2-epoch run right after its epoch-1 checkpoint; --resume must finish it with the numbers of an
+    uninterrupted run, reuse the finished one, and refuse a run folder made with other data."""
+    import json
+
+    import problems.p3_better_ablation as A
+    from scratchnet import train
+    if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
+        pytest.skip("no CIFAR-10 under the data root")
+    flags = ["--variants", "full", "no_ema", "--epochs", "2", "--limit-per-class", "8", "--batch-size", "32",
+             "--no-progress", "--data-dir", str(data_root)]
+    assert A.main(flags + ["--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "ablation.json").read_text())["variants"]
+
+    save = train.save_checkpoint
+    def save_then_die(folder, learner, epoch, *rest):
+        save(folder, learner, epoch, *rest)
+        if "no_ema" in str(folder) and epoch == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        A.main(flags + ["--out", str(cut)])
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    capsys.readouterr()
+    assert A.main(flags + ["--out", str(cut), "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "[full, seed 0] finished earlier" in said and "[no_ema, seed 0] resumed from" in said
+    resumed = json.loads((cut / "ablation.json").read_text())["variants"]
+    for a, b in zip(whole, resumed):
+        assert a["train_loss"] == b["train_loss"] and a["test_accuracy"] == b["test_accuracy"], (a, b)
+    with pytest.raises(A.UserError, match="other settings"):   # same recipe, other data: not resumable
+        A.main([f if f != "8" else "9" for f in flags] + ["--out", str(cut), "--resume"])

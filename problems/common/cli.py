@@ -34,7 +34,7 @@ def _writable_place(path: Path, what: str) -> None:
     probe = path
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if probe != path and not probe.is_dir():
+    if probe.exists() and not probe.is_dir():
         raise argparse.ArgumentTypeError(f"{probe} is a file, so {what} {path} cannot be made")
     if not os.access(probe if probe.is_dir() else probe.parent, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{what} {path}: {probe} is not writable")
@@ -48,6 +48,19 @@ def output_folder(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a file; expected a folder for the outputs")
     _writable_place(path, "folder")
+    return path
+
+
+def folder_path(text: str) -> Path:
+    """argparse type: a folder that may exist (and be read-only) or not exist yet; not a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    path = Path(text).expanduser()
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"{probe} is a file; expected a folder")
     return path
 
 

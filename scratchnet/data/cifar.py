@@ -120,12 +120,13 @@ def _pickle_batch(path: Path, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"CIFAR-10 pickle {path} in {folder} lacks b'data' or b'labels'")
     data = np.asarray(data)
     try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+        labels = np.asarray(labels)
+    except ValueError:  # ragged
         labels = None
-    if labels is None or labels.ndim != 1:
+    if labels is None or labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
         raise DatasetError(f"CIFAR-10 pickle {path} in {folder}: b'labels' must be a flat list of whole numbers "
                            f"0..{NUM_CLASSES - 1}")
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DatasetError(f"CIFAR-10 pickle {path} in {folder}: expected b'data' uint8 (N, 3072) and N labels, "
                            f"got {data.dtype} {data.shape} and {len(labels)} labels")
