@@ -20,10 +20,11 @@ Memory: numpy takes every array from malloc, and glibc hands big ones out as fre
 unmaps them on free, so each training step page-faults its activations in again (~6000 faults and ~30 ms
 of kernel time per step of the small CNN at batch 128). On first use the CPU kernels tell glibc not to
 mmap (M_MMAP_MAX = 0) and to trim the top of its heap only past 2 GB of free space (`mallopt`), so the
-main thread's big arrays come from the heap and freed ones are reused (measured: the small CNN's step
-204-216 -> 174-178 ms, the airbench-style step 5.9 -> 4.7 s). The price: freed memory stays with the
-process (the peak of a run stays resident) instead of going back to the system. Worker threads keep
-their temporaries small (blocks of a few MB), which their own malloc arenas serve without faults.
+main thread's big arrays come from the heap and freed ones are reused (measured once the Winograd
+kernels had landed, in separate processes taking turns, median of 20 steps (5 for airbench): the small
+CNN's step 135-157 ms without it, 121-131 ms with it; the airbench-style step 4.2 s without, 3.3-3.5 s
+with). The price: freed memory stays with the process (the peak of a run stays resident) instead of
+going back to the system. Worker threads keep their temporaries small (blocks of a few MB), which their own malloc arenas serve without faults.
 $SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
 
 The thread count is `len(os.sched_getaffinity(0))` (the cores this process may use), or
