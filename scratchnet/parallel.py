@@ -24,8 +24,8 @@ main thread's big arrays come from the heap and freed ones are reused (measured 
 kernels had landed, in separate processes taking turns, median of 20 steps (5 for airbench): the small
 CNN's step 135-157 ms without it, 121-131 ms with it; the airbench-style step 4.2 s without, 3.3-3.5 s
 with). The price: freed memory stays with the process (the peak of a run stays resident) instead of
-going back to the system. Worker threads keep their temporaries small (blocks of a few MB), which their own malloc arenas serve without faults.
-$SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
+going back to the system. Worker threads keep their temporaries small (blocks of a few MB), which their
+own malloc arenas serve without faults. $SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
 
 The thread count is `len(os.sched_getaffinity(0))` (the cores this process may use), or
 $SCRATCHNET_NUM_THREADS, or `set_num_threads(n)`; 1 turns the threads off.
