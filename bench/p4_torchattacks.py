@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from problems import p4_adversarial as P4  # noqa: E402
-from problems.common.cli import output_folder, positive_int, run_main, seed_value  # noqa: E402
+from problems.common.cli import output_folder, run_main, seed_value, thread_count  # noqa: E402
 from problems.common.pretrained import load_image_rgb, load_pretrained, with_normalization  # noqa: E402
 from scratchnet.io import write_json  # noqa: E402
 
@@ -27,7 +27,7 @@ from scratchnet.io import write_json  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eps", default="1", help="L-inf budget in 0-255 pixel units, at least 1 (default 1)")
-    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--data-dir", default=None, help="data root (default: $SCRATCHNET_DATA, else ./data)")
     ap.add_argument("--out", type=output_folder, default=Path("bench/results"),
                     help="folder for p4_torchattacks.json (default bench/results/)")

@@ -64,7 +64,7 @@ from scratchnet import functional as F  # noqa: E402
 from scratchnet import models, optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
 from scratchnet.kernels import conv as conv_kernels  # noqa: E402
-from problems.common.cli import output_file, positive_int, seed_value  # noqa: E402
+from problems.common.cli import output_file, positive_int, seed_value, thread_count  # noqa: E402
 from problems.common.torch_reference import torch_twin  # noqa: E402
 
 NETS = {"small": (lambda seed: models.small_cnn(False, seed=seed), 128),
@@ -471,7 +471,7 @@ def main():
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
     p.add_argument("--rounds", type=positive_int, default=8, help="turns per side and net, 3 timed steps each (median "
                    "reported); halved for the batch-512/1024 nets")
-    p.add_argument("--threads", type=positive_int, default=2,
+    p.add_argument("--threads", type=thread_count, default=2,
                    help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="numpy: scratchnet vs PyTorch CPU; cupy: scratchnet-cupy vs PyTorch CUDA (GPU machines)")

@@ -47,6 +47,9 @@ DISCUSSION = {
 }
 
 
+MAX_MAPS = 32
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=Path, default=None, help="image file (default: DATA/peppers.png)")
@@ -54,9 +57,12 @@ def main(argv=None):
                     help="tf_efficientnet_lite0 (offline default), tf_efficientnet_lite1/2 or a torchvision "
                          "classification model name (needs cached weights or the network)")
     ap.add_argument("--topk", type=positive_int, default=3, help="how many classes to print (default 3)")
-    ap.add_argument("--maps", type=positive_int, default=5, help="feature maps per depth (default 5)")
+    ap.add_argument("--maps", type=positive_int, default=5,
+                    help=f"feature maps per depth, 1 to {MAX_MAPS} (default 5)")
     add_common_args(ap, "p1")
     args = ap.parse_args(argv)
+    if args.maps > MAX_MAPS:  # one figure column per map; the earliest layer of Lite0 has 32 channels
+        ap.error(f"--maps {args.maps}: expected 1 to {MAX_MAPS}")
     seed_everything(args.seed)
 
     import matplotlib

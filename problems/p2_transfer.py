@@ -23,7 +23,7 @@ if __package__ in (None, ""):          # run as a script: make the repository im
 import numpy as np
 
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, folder_path,
-                                 positive_int, run_main, seed_everything)
+                                 positive_int, run_main, seed_everything, thread_count)
 from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_validate_C, fit_predict,
                                           l2_normalize, mean_per_class_accuracy, most_confused_pairs,
                                           per_class_accuracy, plot_confusion, plot_cv_curve)
@@ -56,7 +56,7 @@ def parse_args(argv):
     p.add_argument("--folds", type=positive_int, default=5,
                    help="cross-validation folds on trainval, at least 2 (default 5; fewer if a breed has fewer images)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=thread_count, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--cache-dir", type=folder_path, default=Path(".cache") / "features",
                    help="where extracted features are cached (default .cache/features in the current folder)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
@@ -91,25 +91,33 @@ def _coverage(n_images, n_classes, n_listed, k_total):
             f"{n_classes} of {k_total} breeds")
 
 
-def check_splits(splits, class_names, folds: int) -> int:
-    """UserError unless both splits have images and trainval allows cross-validation (2+ breeds, 2+ images
-    of each); returns the folds CV will use (at most the rarest trainval breed's count)."""
-    for name, split in splits.items():
-        if len(split) == 0:
-            raise UserError(f"the {name} split has no images on disk (after --limit-per-class/--max-breeds); "
-                            f"expected the Pets images listed in annotations/{name}.txt under images/")
-    counts = np.bincount(splits["trainval"].labels, minlength=len(class_names))
+def check_labels(train_labels, n_test: int, class_names, folds: int, what: str = "on disk") -> int:
+    """UserError unless there are test images and trainval allows cross-validation (2+ breeds, 2+ images of
+    each); returns the folds CV will use (at most the rarest trainval breed's count). Checked on the split
+    files before extraction, and again on the images that decoded."""
+    if n_test == 0:
+        raise UserError(f"the test split has no images {what}; expected the Pets images listed in "
+                        "annotations/test.txt under images/")
+    counts = np.bincount(train_labels, minlength=len(class_names))
     present = np.flatnonzero(counts)
     if present.size < 2:
-        raise UserError(f"trainval has images of {present.size} breed(s); a classifier needs at least 2")
+        raise UserError(f"trainval has images {what} of {present.size} breed(s); a classifier needs at least 2")
     rarest = int(present[np.argmin(counts[present])])
     if counts[rarest] < 2:
-        raise UserError(f"trainval has 1 image of {class_names[rarest]}; cross-validation needs at least 2 per breed "
-                        "(raise --limit-per-class)")
+        raise UserError(f"trainval has 1 image {what} of {class_names[rarest]}; cross-validation needs at least 2 "
+                        "per breed (raise --limit-per-class, or fix the unreadable files)")
     if counts[rarest] < folds:
         print(f"note: {folds}-fold CV needs {folds} trainval images per breed; {class_names[rarest]} has "
-              f"{counts[rarest]}, so CV uses {counts[rarest]} folds", file=sys.stderr)
+              f"{counts[rarest]} {what}, so CV uses {counts[rarest]} folds", file=sys.stderr)
     return min(folds, int(counts[rarest]))
+
+
+def check_splits(splits, class_names, folds: int) -> int:
+    """check_labels on the images listed and present on disk, before any features are extracted."""
+    if len(splits["trainval"]) == 0:
+        raise UserError("the trainval split has no images on disk (after --limit-per-class/--max-breeds); "
+                        "expected the Pets images listed in annotations/trainval.txt under images/")
+    return check_labels(splits["trainval"].labels, len(splits["test"]), class_names, folds)
 
 
 def features_for(model_name, splits, args):
@@ -190,6 +198,7 @@ def main(argv=None):
         tr, te = feats["trainval"], feats["test"]
         y_tr = splits["trainval"].labels[tr.kept]
         y_te = splits["test"].labels[te.kept]
+        args.folds = check_labels(y_tr, len(y_te), class_names, args.folds, "that could be decoded")
         x_tr, x_te = l2_normalize(tr.features), l2_normalize(te.features)
         results = []
         for kind in kinds:

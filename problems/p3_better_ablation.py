@@ -93,9 +93,15 @@ def run_variant(args, data, name: str, seed: int) -> dict:
         if earlier_settings != settings:  # the checkpoint's TrainConfig alone does not cover the data
             raise UserError(f"{run_dir} holds a run made with other settings (data, backend or recipe); "
                             "use the same flags, or another --out, or drop --resume to start over")
-        if done.is_file():
+        try:
+            earlier = json.loads(done.read_text()) if done.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            earlier = None
+        if isinstance(earlier, dict) and earlier.get("variant") == name and "final_test_accuracy" in earlier:
             print(f"  [{name}, seed {seed}] finished earlier: {done}")
-            return json.loads(done.read_text())
+            return earlier
+        if done.is_file():
+            print(f"  [{name}, seed {seed}] {done} is unreadable; running it again")
     write_json(settings_file, settings)
     log = lambda line: print(f"  [{name}, seed {seed}] {line}")  # noqa: E731
     t0 = time.perf_counter()

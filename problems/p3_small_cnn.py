@@ -240,7 +240,8 @@ def better_extras(ablation_path: Path | None) -> dict:
     if ablation_path is None:  # not asked for: the committed ablation, when the checkout has it
         ablation_path = DEFAULT_ABLATION if DEFAULT_ABLATION.is_file() else None
     elif not ablation_path.is_file():
-        raise UserError(f"ablation file {ablation_path} does not exist; expected the ablation.json written by "
+        why = "is a folder" if ablation_path.is_dir() else "does not exist"
+        raise UserError(f"ablation file {ablation_path} {why}; expected the ablation.json written by "
                         "problems/p3_better_ablation.py")
     if ablation_path is not None:
         expected = "the ablation.json written by problems/p3_better_ablation.py (a 'variants' list)"
@@ -309,6 +310,34 @@ def discussion(r: dict) -> str:
             f"show oriented edges and colour blobs, the low-level features every CNN learns first.")
 
 
+HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds", "images_per_second")
+
+
+def _numbers(value) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def read_companion(path: Path) -> dict:
+    """The results JSON saved beside a weights file (its training history and timings), {} if there is none;
+    UserError when it is there but not such a file."""
+    if not path.is_file():
+        return {}
+    what = f"{path} (the results JSON beside --weights)"
+    try:
+        trained = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{what} is not valid JSON; fix or remove it") from None
+    if not isinstance(trained, dict):
+        raise UserError(f"{what} is not a JSON object; expected the results.json of the run that made the weights")
+    for key in HISTORY_KEYS:
+        if key in trained and not (isinstance(trained[key], list) and _numbers(trained[key])):
+            raise UserError(f"{what}: '{key}' must be a list of numbers, one per epoch; fix or remove the file")
+    for key in ("seconds", "epochs"):
+        if key in trained and not _numbers([trained[key]]):
+            raise UserError(f"{what}: '{key}' must be a number; fix or remove the file")
+    return trained
+
+
 def read_weights(path: Path) -> dict:
     """The arrays of a weights .npz, or one clear UserError naming the file."""
     if path.is_dir():
@@ -324,6 +353,8 @@ def read_weights(path: Path) -> dict:
             raise UserError(f"weights file {path}: {name} has dtype {value.dtype}; expected floating-point arrays")
         if not np.isfinite(value).all():
             raise UserError(f"weights file {path}: {name} holds NaN or infinite values; expected finite weights")
+        if name.endswith("running_var") and (value < 0).any():
+            raise UserError(f"weights file {path}: {name} has negative entries; a variance is >= 0")
     return weights
 
 
@@ -336,6 +367,7 @@ def check_inputs(args) -> None:
         make_learner("better", "torch", None)  # raises the one-line error
     if args.eval_only:
         read_weights(args.weights)
+        read_companion(args.weights.with_suffix(".json"))
     if args.model == "better" and args.ablation is not None:
         better_extras(args.ablation)
 
@@ -352,21 +384,10 @@ def eval_only(args, data) -> dict:
         learner.load_weights(weights)
     except ValueError as e:
         raise UserError(f"weights {args.weights} do not fit model {model}: {e}") from None
+    trained = read_companion(args.weights.with_suffix(".json"))  # checked before the evaluation
     mean, std = channel_stats(data.train_x)
     test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std)
-    trained = {}
-    companion = args.weights.with_suffix(".json")
-    if companion.is_file():
-        try:
-            trained = json.loads(companion.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{companion} (the results JSON beside --weights) is not valid JSON; fix or "
-                            "remove it") from None
-        if not isinstance(trained, dict):
-            raise UserError(f"{companion} (the results JSON beside --weights) is not a JSON object; expected "
-                            "the results.json of the run that made the weights")
-    hist = {k: trained.get(k, []) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                                            "epoch_seconds", "images_per_second")}
+    hist = {k: trained.get(k, []) for k in HISTORY_KEYS}
     results = {**trained, "problem": "p3", "model": model, "backend": args.backend, "eval_only": True,
                "weights_file": str(args.weights), "command": command_line(), **hist,
                "final_test_accuracy": test_acc, "final_test_error": 1 - test_acc, "final_test_loss": test_loss,
@@ -388,6 +409,8 @@ def compare(paths, out: Path) -> Path:
     from problems.common.plots import plot_loss_curves
     curves = []
     for path in paths:
+        if path.is_dir():
+            raise UserError(f"results file {path} is a folder; expected a P3 results.json")
         if not path.is_file():
             raise UserError(f"results file {path} does not exist; expected a P3 results.json")
         try:
@@ -395,9 +418,8 @@ def compare(paths, out: Path) -> Path:
             losses = r["train_loss"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise UserError(f"{path} is not a P3 results.json (expected a 'train_loss' list)") from None
-        if (not isinstance(losses, list) or not losses
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses)):
-            raise UserError(f"{path}: 'train_loss' must be a non-empty list of numbers, one per epoch")
+        if not isinstance(losses, list) or not losses or not _numbers(losses) or not np.isfinite(losses).all():
+            raise UserError(f"{path}: 'train_loss' must be a non-empty list of finite numbers, one per epoch")
         model = r.get("model")
         label = (model if isinstance(model, str) else path.parent.name) + (" (batch norm)" if model == "small_bn" else "")
         curves.append((label, range(1, len(losses) + 1), losses))

@@ -42,7 +42,7 @@ from problems.common.adversarial import (TRANSFORMS, attack, classify_u8, psnr, 
                                          to_uint8_tensor)
 from problems.common.adversarial_figures import attack_figure, robustness_figure
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_float,
-                                 positive_int, run_main, seed_everything, unit_interval)
+                                 positive_int, run_main, seed_everything, thread_count, unit_interval)
 from scratchnet.io import write_json, write_text
 
 EOT_EPS = (2, 4, 8, 16)
@@ -208,7 +208,7 @@ def main(argv=None):
     ap.add_argument("--model", default="tf_efficientnet_lite0",
                     help="ImageNet classifier (default tf_efficientnet_lite0, offline; others need their weights)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: torch's)")
     add_common_args(ap, "p4")
     args = ap.parse_args(argv)
     eps = parse_eps(args.eps)
@@ -250,8 +250,15 @@ def main(argv=None):
                             "overwrite each other: rename or copy one")
     else:
         jobs, _ = demo_images(args.data_dir)
+    written = {"attack.png", "robustness.png", "attack_eot.png", "robustness_eot.png", "results.json",
+               "results_eot.json", "results.md"}
     for p, _, _ in jobs:            # every input is checked before any work starts
         load_image_rgb(p)
+        p = Path(p)
+        if p.resolve().parent == Path(args.out).resolve() and (
+                p.name in written or p.stem.endswith("_adv") or "_eot" in p.stem):
+            raise UserError(f"--image {p} lies in --out and has the name of a file this script writes there; "
+                            "copy it elsewhere or choose another --out")
 
     model, pre, names = load_pretrained(args.model, device=args.device)
     net = with_normalization(model, pre)

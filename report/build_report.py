@@ -125,18 +125,26 @@ class Section(dict):
     """One result: {'key', 'ok', 'data', 'path', 'figs', 'missing': {'command', 'error', 'note'}}."""
 
 
-def _runs(results: Path) -> dict:
+def read_run_log(results: Path) -> dict | None:
+    """DIR/report_runs.json (make_report.py's record of its runs), or None when it is absent or not in that
+    shape: the report then says the results came from running the scripts directly."""
     path = results / "report_runs.json"
-    if not path.is_file():
-        return {}
     try:
-        runs = json.loads(path.read_text())["runs"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return {}
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return None
+    runs = log.get("runs") if isinstance(log, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("produces", []), list)
+                                             for r in runs):
+        return None
+    return log
+
+
+def _runs(results: Path) -> dict:
     by_key = {}
-    for run in runs:
+    for run in (read_run_log(results) or {}).get("runs", []):
         for key in run.get("produces", []):
-            by_key[key] = run
+            by_key[str(key)] = run
     return by_key
 
 
@@ -512,12 +520,7 @@ def gather(results: Path, no_code: bool = False) -> dict:
     ctx = {"s": sec, "hints": hints, "results_dir": str(results), "runs": None, "derivation": p5_derivation(),
            "code": code_appendix(no_code), "revision": git_revision(),
            "date": datetime.date.today().isoformat()}
-    run_file = results / "report_runs.json"
-    if run_file.is_file():
-        try:
-            ctx["runs"] = json.loads(run_file.read_text())
-        except json.JSONDecodeError:
-            ctx["runs"] = None
+    ctx["runs"] = read_run_log(results)
     return ctx
 
 

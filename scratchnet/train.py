@@ -11,6 +11,7 @@ with the same random stream and ends with the same weights as an uninterrupted r
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -189,19 +190,31 @@ def _checkpoint_path(folder):
     return os.path.join(folder, "checkpoint.npz")
 
 
-def save_checkpoint(folder, learner, epoch: int, rng: np.random.Generator, history: History, config: TrainConfig):
+def run_identity(learner, data) -> dict:
+    """What a checkpoint must share with the run that resumes it besides the TrainConfig: the kind of learner
+    (its state's layout) and the data (sizes and a fingerprint of the labels, which a different subset or
+    split changes; the folder may move)."""
+    labels = hashlib.sha1()
+    for y in (data.train_y, data.test_y):
+        labels.update(np.ascontiguousarray(to_numpy(y), dtype=np.int64).tobytes())
+    return {"learner": type(learner).__name__, "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
+            "labels_sha1": labels.hexdigest()}
+
+
+def save_checkpoint(folder, learner, epoch: int, rng: np.random.Generator, history: History, config: TrainConfig,
+                    identity: dict | None = None):
     """Everything needed to resume after `epoch` completed epochs, written atomically."""
     st = learner.state()
-    st["meta"] = np.array(json.dumps({"epoch": epoch, "rng": rng.bit_generator.state,
-                                      "history": asdict(history), "config": asdict(config)}))
+    st["meta"] = np.array(json.dumps({"epoch": epoch, "rng": rng.bit_generator.state, "history": asdict(history),
+                                      "config": asdict(config), "identity": identity}))
     save_npz(_checkpoint_path(folder), st)
 
 
-def load_checkpoint(folder, learner, config: TrainConfig):
+def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None = None):
     """(epoch, rng, history) from the folder's checkpoint, or None if there is none.
 
-    Raises ValueError if the checkpoint was made with different hyper-parameters (resuming it would not
-    reproduce either run).
+    Raises ValueError if the checkpoint was made with different hyper-parameters, another kind of learner
+    or other data (`identity`, see run_identity): resuming it would reproduce neither run.
     """
     path = _checkpoint_path(folder)
     if not os.path.exists(path):
@@ -222,10 +235,15 @@ def load_checkpoint(folder, learner, config: TrainConfig):
         diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
         raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, now); "
                          "use the same flags or another --out")
+    made_by = meta.get("identity")
+    if identity is not None and made_by is not None and made_by != identity:
+        diff = {k: (made_by.get(k), identity.get(k)) for k in identity if made_by.get(k) != identity.get(k)}
+        raise ValueError(f"checkpoint {path} was made by another backend or on other data {diff} (saved, now); "
+                         "use the same flags and data or another --out")
     try:
         learner.load_state(st)
-    except ValueError as e:
-        raise ValueError(f"checkpoint {path} does not fit this model: {e}") from None
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"checkpoint {path} does not fit this model ({type(e).__name__}: {e})") from None
     return epoch, rng, history
 
 
@@ -242,7 +260,7 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
     rng = np.random.default_rng(config.seed)
     history, start = History(), 0
     if resume and out_dir is not None:
-        loaded = load_checkpoint(out_dir, learner, config)
+        loaded = load_checkpoint(out_dir, learner, config, run_identity(learner, data))
         if loaded is not None:
             start, rng, history = loaded
             log(f"resumed from {_checkpoint_path(out_dir)} after epoch {start}")
@@ -293,7 +311,7 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         history.epoch_seconds.append(time.perf_counter() - t0)
         history.images_per_second.append(seen / train_seconds)
         if out_dir is not None:
-            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config)
+            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config, identity=run_identity(learner, data))
         log(f"epoch {epoch + 1:>3}/{config.epochs}: train loss {history.train_loss[-1]:.4f} "
             f"acc {history.train_accuracy[-1]:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
             f"{history.epoch_seconds[-1]:.1f} s, {history.images_per_second[-1]:.0f} img/s")

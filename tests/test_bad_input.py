@@ -210,3 +210,112 @@ def test_make_report_only_must_name_a_run(tmp_path):
     r = run("report/make_report.py", "--only", "", "--results", tmp_path / "res", "--out", tmp_path)
     assert r.returncode == 2 and "names no run" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "res").exists()
+
+
+# ------------------------------------------------------------------------ second round of review
+def test_thread_counts_are_bounded():
+    assert cli.thread_count("1") == 1 and cli.thread_count(str(cli.MAX_THREADS)) == cli.MAX_THREADS
+    for bad in ("0", str(cli.MAX_THREADS + 1), "100000"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.thread_count(bad)
+
+
+def test_p3_resume_refuses_a_checkpoint_of_other_data_or_another_backend(tmp_path, data_root):
+    if not (data_root / "cifar10").is_dir() and not (data_root / "cifar-10-batches-py").is_dir():
+        pytest.skip("no CIFAR-10 under the data root")
+    base = ["problems/p3_small_cnn.py", "--model", "small", "--epochs", "1", "--batch-size", "32", "--no-progress",
+            "--out", tmp_path, "--data-dir", data_root]
+    assert run(*base, "--limit-per-class", "4").returncode == 0
+    for extra, words in ((["--limit-per-class", "5"], "other data"), (["--limit-per-class", "4", "--backend", "torch"],
+                                                                     "TorchLearner")):
+        r = run(*base, *extra, "--resume")
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run(*base, "--limit-per-class", "4", "--resume")
+    assert r.returncode == 0 and "resumed from" in r.stdout, r.stderr
+
+
+def test_p2_labels_are_checked_again_after_decoding(capsys):
+    from problems.p2_transfer import check_labels
+    names = ["a", "b", "c"]
+    assert check_labels(np.array([0, 0, 1, 1, 2, 2]), 3, names, 5) == 2   # CV falls back to 2 folds
+    assert "uses 2 folds" in capsys.readouterr().err
+    for labels, n_test, words in (([0, 0, 1, 1], 0, "test split has no images"), ([0, 0, 0], 3, "1 breed"),
+                                  ([0, 0, 1], 3, "1 image that could be decoded of b")):
+        with pytest.raises(UserError, match=words):
+            check_labels(np.array(labels), n_test, names, 5, "that could be decoded")
+
+
+def _tiny_extractor(tmp_path):
+    """A torch 'model' whose penultimate features are 4 pixel values, and 3 tiny images."""
+    import torch
+    from PIL import Image
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (4, 4), (i * 40, 10, 20)).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    preprocess = lambda im: torch.from_numpy(np.asarray(im, np.float32).transpose(2, 0, 1).copy())  # noqa: E731
+    penultimate = lambda model, x: x.flatten(1)[:, :4]  # noqa: E731
+    return torch.nn.Identity(), preprocess, paths, penultimate
+
+
+def test_feature_cache_that_cannot_be_written_or_holds_nan_is_not_fatal(tmp_path, monkeypatch, capsys):
+    from problems.common import features
+    model, pre, paths, pen = _tiny_extractor(tmp_path)
+    names = [p.name for p in paths]
+    kw = dict(cache_dir=tmp_path / "cache", tag="t", channels_last=False, progress=False)
+    first = features.cached_features(model, pre, paths, names, pen, **kw)
+    assert not first.from_cache and first.cache_path.is_file()
+    z = dict(np.load(first.cache_path))
+    z["features"] = np.full_like(z["features"], np.nan)
+    np.savez(first.cache_path, **z)
+    again = features.cached_features(model, pre, paths, names, pen, **kw)   # NaN cache: a miss, rebuilt
+    assert not again.from_cache and np.isfinite(again.features).all() and "unreadable" in capsys.readouterr().err
+
+    def refuse(*a, **k):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(features, "save_npz", refuse)
+    kw["cache_dir"] = tmp_path / "other"
+    third = features.cached_features(model, pre, paths, names, pen, **kw)  # the features survive the failed save
+    assert np.array_equal(third.features, first.features) and "could not cache" in capsys.readouterr().err
+
+
+def test_malformed_run_log_and_cifar_cache_meta_are_ignored(tmp_path):
+    sys.path.insert(0, str(REPO / "report"))
+    from build_report import read_run_log
+
+    from scratchnet.data.cifar import _read_cache
+    for text in ('{"runs": [1, 2]}', '{"runs": {"a": 1}}', '{"runs": [{"produces": 5}]}', "[1]"):
+        (tmp_path / "report_runs.json").write_text(text)
+        assert read_run_log(tmp_path) is None
+    (tmp_path / "report_runs.json").write_bytes(b"\xff\xfe")
+    assert read_run_log(tmp_path) is None
+    (tmp_path / "report_runs.json").write_text('{"runs": [{"name": "p1", "produces": ["p1"], "rc": 0}]}')
+    assert read_run_log(tmp_path)["runs"][0]["name"] == "p1"
+    for meta in ({}, [1], {"n_train": "x", "n_test": 0, "class_names": 3, "source": "s"}):
+        (tmp_path / "meta.json").write_text(json.dumps(meta))
+        assert _read_cache(tmp_path) is None
+
+
+def test_p3_companion_json_and_running_var_are_checked(tmp_path):
+    import problems.p3_small_cnn as P3
+    from scratchnet.io import save_npz
+    for bad, key in (({"train_loss": 5}, "train_loss"), ({"seconds": "x"}, "seconds"),
+                     ({"test_accuracy": [0.5, None]}, "test_accuracy")):
+        (tmp_path / "c.json").write_text(json.dumps(bad))
+        with pytest.raises(UserError, match=key):
+            P3.read_companion(tmp_path / "c.json")
+    assert P3.read_companion(tmp_path / "absent.json") == {}
+    save_npz(tmp_path / "v.npz", {"bn1.running_var": np.array([1.0, -0.5], np.float32)})
+    with pytest.raises(UserError, match="negative"):
+        P3.read_weights(tmp_path / "v.npz")
+
+
+def test_p1_maps_and_p4_inputs_inside_out(tmp_path, capsys):
+    import problems.p4_adversarial as P4
+    from PIL import Image
+    r = run("problems/p1_pretrained.py", "--maps", "33", "--out", tmp_path)
+    assert r.returncode == 2 and "--maps" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    Image.new("RGB", (8, 8)).save(tmp_path / "attack.png")
+    before = (tmp_path / "attack.png").read_bytes()
+    assert run_main(P4.main, ["--image", str(tmp_path / "attack.png"), "--target", "1", "--out", str(tmp_path)]) == 2
+    assert "lies in --out" in capsys.readouterr().err and (tmp_path / "attack.png").read_bytes() == before

@@ -190,8 +190,8 @@ def test_ablation_resume_continues_an_interrupted_run_exactly(repo_root, data_ro
     whole = json.loads((tmp_path / "whole" / "ablation.json").read_text())["variants"]
 
     save = train.save_checkpoint
-    def save_then_die(folder, learner, epoch, *rest):
-        save(folder, learner, epoch, *rest)
+    def save_then_die(folder, learner, epoch, *rest, **kw):
+        save(folder, learner, epoch, *rest, **kw)
         if "no_ema" in str(folder) and epoch == 1:
             raise KeyboardInterrupt
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)

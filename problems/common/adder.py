@@ -87,6 +87,8 @@ def parse_number(text: str, binary: bool) -> int:
 # ------------------------------------------------------------------------------------------ weights
 def load_weights(path) -> dict:
     """weights/rnn_adder.json -> dict; ValueError naming the problem if missing or malformed."""
+    if not str(path).strip():
+        raise ValueError(f"--weights is empty; expected a JSON file with keys {', '.join(WEIGHT_KEYS)}")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"weights file {path} is a folder; expected a JSON file with keys {', '.join(WEIGHT_KEYS)}")

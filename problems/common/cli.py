@@ -123,6 +123,17 @@ def positive_int(text: str) -> int:
     return v
 
 
+MAX_THREADS = 256  # far above any core count here; torch's thread pool crashes on absurd counts (100,000)
+
+
+def thread_count(text: str) -> int:
+    """argparse type: a thread count, 1..MAX_THREADS."""
+    v = positive_int(text)
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected a thread count from 1 to {MAX_THREADS}, got {v}")
+    return v
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:

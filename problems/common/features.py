@@ -121,8 +121,8 @@ def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: 
                 f = z["features"]
                 if flip:
                     f = 0.5 * (f + z["features_flip"])
-                if f.shape[0] != int(kept.sum()):
-                    raise ValueError("features and kept disagree")
+                if f.shape[0] != int(kept.sum()) or not np.isfinite(f).all():
+                    raise ValueError("features and kept disagree, or features are not finite")
                 return FeatureSet(f.astype(np.float32), kept, [n for n, k in zip(names, kept) if k],
                                   meta["read_log"], meta["seconds"], meta["images_per_second"], True, path,
                                   int(meta.get("passes_per_image", 1)))
@@ -138,7 +138,11 @@ def cached_features(model, preprocess, paths, names, penultimate, *, cache_dir: 
     arrays = {"features": feats, "kept": kept, "names_all": np.asarray(names), "meta": np.asarray(json.dumps(meta))}
     if flip:
         arrays["features_flip"] = feats_flip
-    save_npz(path, arrays)
+    try:
+        save_npz(path, arrays)
+    except OSError as e:  # a read-only or full cache folder: the features are still good for this run
+        print(f"warning: could not cache features in {path.parent} ({e.strerror or e}); continuing without "
+              "the cache", file=sys.stderr)
     f = 0.5 * (feats + feats_flip) if flip else feats
     return FeatureSet(f, kept, [n for n, k in zip(names, kept) if k], log.summary(), seconds, ips, False, path,
                       2 if flip else 1)

@@ -254,13 +254,15 @@ def _read_cache(cache: Path):
     try:
         meta = json.loads(meta_path.read_text())
         arrays = {k: np.load(cache / f"{k}.npy", allow_pickle=False) for k in _CACHE_FILES}
-    except (OSError, ValueError):
+        n_train, n_test = meta["n_train"], meta["n_test"]
+        names, source = tuple(meta["class_names"]), str(meta["source"])
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable, or not a meta.json this code wrote
         return None
-    if (arrays["train_x"].shape != (meta["n_train"],) + IMAGE_SHAPE
-            or arrays["test_x"].shape != (meta["n_test"],) + IMAGE_SHAPE
-            or arrays["train_y"].shape != (meta["n_train"],) or arrays["test_y"].shape != (meta["n_test"],)):
+    if (arrays["train_x"].shape != (n_train,) + IMAGE_SHAPE or arrays["test_x"].shape != (n_test,) + IMAGE_SHAPE
+            or arrays["train_y"].shape != (n_train,) or arrays["test_y"].shape != (n_test,)
+            or len(names) != NUM_CLASSES or not all(isinstance(c, str) for c in names)):
         return None
-    return meta, arrays
+    return {**meta, "class_names": names, "source": source}, arrays
 
 
 def _write_cache(cache: Path, meta: dict, arrays: dict) -> bool:
