@@ -172,6 +172,10 @@ class Tensor:
         from . import functional as F
         return F.pow(self, exponent)
 
+    def __rpow__(self, base):
+        from . import functional as F
+        return F.pow(base, self)
+
     def __matmul__(self, other):
         from . import functional as F
         return F.matmul(self, other)

@@ -254,8 +254,9 @@ class Reshape(Function):
 
 class Transpose(Function):
     def forward(self, a, axes=None):
-        self.axes = axes
-        return a.transpose(axes)
+        # normalised to 0..ndim-1: argsort (the inverse permutation in backward) needs them non-negative
+        self.axes = None if axes is None else tuple(ax % a.ndim for ax in axes)
+        return a.transpose(self.axes)
 
     def backward(self, g):
         if self.axes is None:

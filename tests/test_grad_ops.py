@@ -6,6 +6,7 @@ import torch.nn.functional as TF
 
 import scratchnet as sn
 from scratchnet import functional as F
+from scratchnet import parallel
 from scratchnet.kernels import conv as conv_k
 from scratchnet.kernels import norm as norm_k
 from scratchnet.kernels import pool as pool_k
@@ -48,6 +49,9 @@ def test_pow_exp_log(rng):
     compare_with_torch(F.pow, torch.pow, [a, b], rng)
     finite_difference_check(F.pow, [a, b], rng)
     compare_with_torch(lambda x: x ** 3, lambda x: x ** 3, [a], rng)
+    finite_difference_check(lambda x: x ** 3, [a], rng)
+    compare_with_torch(lambda x: 2.0 ** x, lambda x: 2.0 ** x, [b], rng)   # a number to a tensor power
+    finite_difference_check(lambda x: 2.0 ** x, [b], rng)
     for sn_fn, t_fn in [(F.exp, torch.exp), (F.log, torch.log)]:
         compare_with_torch(sn_fn, t_fn, [a], rng)
         finite_difference_check(sn_fn, [a], rng)
@@ -68,6 +72,11 @@ def test_reshape_transpose_flatten(rng):
     compare_with_torch(lambda x: x.T, lambda x: x.permute(2, 1, 0), [a], rng)
     compare_with_torch(F.flatten, lambda x: x.flatten(1), [a], rng)
     finite_difference_check(lambda x: F.transpose(x, (1, 2, 0)), [a], rng)
+    finite_difference_check(lambda x: F.reshape(x, (5, 6)), [a], rng)
+    cube = rng.standard_normal((3, 3, 3))  # equal sides: a wrong inverse permutation keeps the shape
+    for axes in [(-1, 0, 1), (2, -3, -2), (0, 2, 1)]:
+        compare_with_torch(lambda x: F.transpose(x, axes), lambda x: x.permute(*axes), [cube], rng)
+        finite_difference_check(lambda x: F.transpose(x, axes), [cube], rng)
 
 
 @pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)])
@@ -162,9 +171,19 @@ def test_conv2d_fast_equals_reference(k, s, p, h, w, rng):
         np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
 
 
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def n_threads(request):
+    """Run a test single-threaded and with 3 worker threads (more than CI's cores, uneven splits), whatever
+    the machine's default, so the chunk-sharing and partial-sum code is tested on any runner."""
+    saved = parallel.num_threads()
+    parallel.set_num_threads(request.param)
+    yield request.param
+    parallel.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("k,s,p,h,w", CONV_CASES)
 @pytest.mark.parametrize("chunk_bytes", [1, 3000])
-def test_conv2d_chunked_equals_reference(k, s, p, h, w, chunk_bytes, rng, monkeypatch):
+def test_conv2d_chunked_equals_reference(k, s, p, h, w, chunk_bytes, rng, monkeypatch, n_threads):
     """The fast path works on chunks of images with reused buffers: force 1-image and uneven chunks,
     run twice (stale buffer contents would show up the second time) and compare in float64."""
     monkeypatch.setattr(conv_k, "CHUNK_BYTES", chunk_bytes)
@@ -227,7 +246,7 @@ def test_conv2d_winograd_finite_differences(h, w, p, rng, winograd_everywhere):
 
 @pytest.mark.parametrize("h,w,p", WINOGRAD_CASES)
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 2 << 20])
-def test_conv2d_winograd_equals_reference(h, w, p, chunk_bytes, rng, monkeypatch, winograd_everywhere):
+def test_conv2d_winograd_equals_reference(h, w, p, chunk_bytes, rng, monkeypatch, winograd_everywhere, n_threads):
     """Winograd against the offset-loop reference: float64 to 1e-10 (it is exact algebra), float32 to the
     ~1e-5 relative error its transforms cost; 1-image, uneven and whole-batch chunks, run twice (stale
     reused buffers would show up the second time)."""
@@ -294,9 +313,10 @@ def test_max_pool_ties_match_torch(k, s, h, w, rng):
     compare_with_torch(lambda x: F.max_pool2d(x, k, s), t_fn, [x], rng)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("k,s,h,w", POOL_CASES)
-def test_avg_pool(k, s, h, w, rng):
-    x = rng.standard_normal((2, h, w, 3))
+def test_avg_pool(k, s, h, w, batch, rng):
+    x = rng.standard_normal((batch, h, w, 3))
     t_fn = lambda x: nchw_to_nhwc(TF.avg_pool2d(nhwc_to_nchw(x), k, s))  # noqa: E731
     compare_with_torch(lambda x: F.avg_pool2d(x, k, s), t_fn, [x], rng)
     finite_difference_check(lambda x: F.avg_pool2d(x, k, s), [x], rng)
@@ -304,15 +324,23 @@ def test_avg_pool(k, s, h, w, rng):
 
 @pytest.mark.parametrize("k,s,h,w", POOL_CASES)
 def test_pool_fast_paths_equal_reference_loops(k, s, h, w, rng):
-    """The reshape fast path (stride == kernel) and the strided path agree with a plain loop."""
+    """Max and average pooling (the reshape path where stride == kernel, the strided path otherwise) agree
+    with a plain loop over the windows, forward and (average) backward."""
     x = rng.standard_normal((2, h, w, 3))
     out, cache = pool_k.max_pool2d_forward(x, k, s)
+    avg, avg_cache = pool_k.avg_pool2d_forward(x, k, s)
     ho, wo = (h - k) // s + 1, (w - k) // s + 1
-    ref = np.empty((2, ho, wo, 3))
+    ref, ref_avg = np.empty((2, ho, wo, 3)), np.empty((2, ho, wo, 3))
+    dout = rng.standard_normal((2, ho, wo, 3))
+    ref_dx = np.zeros_like(x)
     for i in range(ho):
         for j in range(wo):
-            ref[:, i, j] = x[:, i * s:i * s + k, j * s:j * s + k].max(axis=(1, 2))
+            window = x[:, i * s:i * s + k, j * s:j * s + k]
+            ref[:, i, j], ref_avg[:, i, j] = window.max(axis=(1, 2)), window.mean(axis=(1, 2))
+            ref_dx[:, i * s:i * s + k, j * s:j * s + k] += dout[:, i, j][:, None, None, :] / (k * k)
     np.testing.assert_array_equal(out, ref)
+    np.testing.assert_allclose(avg, ref_avg, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pool_k.avg_pool2d_backward(dout, avg_cache), ref_dx, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("k,s,h,w", POOL_CASES)
@@ -432,6 +460,8 @@ def test_linear(n, rng):
     x, w, b = rng.standard_normal((n, 7)), rng.standard_normal((7, 3)), rng.standard_normal(3)
     compare_with_torch(F.linear, lambda x, w, b: x @ w + b, [x, w, b], rng)
     finite_difference_check(F.linear, [x, w, b], rng)
+    compare_with_torch(F.linear, lambda x, w: x @ w, [x, w], rng)   # no bias (the better net's head)
+    finite_difference_check(F.linear, [x, w], rng)
 
 
 def test_linear_shape_mismatch():
@@ -440,11 +470,14 @@ def test_linear_shape_mismatch():
         lin(sn.Tensor(np.zeros((3, 5), np.float32)))
 
 
-def test_log_softmax_and_softmax(rng):
-    z = rng.standard_normal((4, 6)) * 5
-    compare_with_torch(F.log_softmax, lambda z: torch.log_softmax(z, -1), [z], rng)
-    compare_with_torch(F.softmax, lambda z: torch.softmax(z, -1), [z], rng)
-    finite_difference_check(F.log_softmax, [z], rng)
+@pytest.mark.parametrize("shape,axis", [((4, 6), -1), ((4, 6), 0), ((1, 6), 1), ((3, 4, 5), 1)])
+def test_log_softmax_and_softmax(shape, axis, rng):
+    z = rng.standard_normal(shape) * 5
+    sn_log, sn_soft = (lambda z: F.log_softmax(z, axis)), (lambda z: F.softmax(z, axis))  # noqa: E731
+    compare_with_torch(sn_log, lambda z: torch.log_softmax(z, axis), [z], rng)
+    compare_with_torch(sn_soft, lambda z: torch.softmax(z, axis), [z], rng)
+    finite_difference_check(sn_log, [z], rng)
+    finite_difference_check(sn_soft, [z], rng)
 
 
 def test_log_softmax_is_stable_for_huge_logits():
@@ -473,9 +506,10 @@ def test_cross_entropy_bad_labels():
         F.cross_entropy(sn.Tensor(np.zeros((2, 3))), np.array([0.0, 1.5]))
 
 
-def test_dropout_with_fixed_mask(rng):
-    x = rng.standard_normal((4, 5))
-    mask = rng.random((4, 5)) > 0.3
+@pytest.mark.parametrize("shape", [(4, 5), (1, 5)])
+def test_dropout_with_fixed_mask(shape, rng):
+    x = rng.standard_normal(shape)
+    mask = rng.random(shape) > 0.3
     sn_fn = lambda x: F.dropout(x, p=0.3, mask=mask)  # noqa: E731
     t_fn = lambda x: x * torch.tensor(mask, dtype=torch.float64) / 0.7  # noqa: E731
     compare_with_torch(sn_fn, t_fn, [x], rng)
@@ -491,19 +525,23 @@ def test_dropout_statistics_and_eval_identity(rng):
 
 
 def test_step_surrogates(rng):
-    a = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    a = np.array([[-2.0, -1.0, -0.5, 0.0], [0.5, 1.0, 1.5, 2.0]])  # the STE window's edges +-1 included
     t = sn.Tensor(a, requires_grad=True)
     y = F.step(t, surrogate="ste")
-    np.testing.assert_array_equal(y.data, [0, 0, 0, 1, 1])  # exact threshold: step(0) = 0
-    y.backward(np.ones(5))
-    np.testing.assert_array_equal(t.grad, [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(y.data, [[0, 0, 0, 0], [1, 1, 1, 1]])  # exact threshold: step(0) = 0
+    g = rng.standard_normal(a.shape)
+    y.backward(g)
+    np.testing.assert_array_equal(t.grad, g * [[0, 1, 1, 1], [1, 1, 0, 0]])
     beta = 4.0
     sig = lambda x: torch.sigmoid(beta * x)  # noqa: E731
     ta = torch.tensor(a, requires_grad=True)
-    sig(ta).backward(torch.ones(5))
+    sig(ta).backward(torch.tensor(g))
     t2 = sn.Tensor(a, requires_grad=True)
-    F.step(t2, surrogate="sigmoid", beta=beta).backward(np.ones(5))
+    F.step(t2, surrogate="sigmoid", beta=beta).backward(g)
     np.testing.assert_allclose(t2.grad, ta.grad.numpy(), rtol=1e-12)
+    t3 = sn.Tensor(a, requires_grad=True)
+    F.step(t3).backward(g)   # no surrogate: the true gradient, zero
+    np.testing.assert_array_equal(t3.grad, np.zeros_like(a))
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 4, 5), (7,)])

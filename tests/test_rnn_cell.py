@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import scratchnet
 from scratchnet import functional as F
@@ -86,3 +87,50 @@ def test_from_weights_rejects_bad_shapes():
         HardThresholdRNN.from_weights({**w, "W": [[1, 0], [0, 1]]})
     with pytest.raises(ValueError, match="'h_0' is missing"):
         HardThresholdRNN.from_weights({k: v for k, v in w.items() if k != "h_0"})
+
+
+class _TorchStep(torch.autograd.Function):
+    """PyTorch twin of functional.Step: exact threshold forward, surrogate slope backward."""
+
+    @staticmethod
+    def forward(ctx, a, surrogate, beta):
+        ctx.save_for_backward(a)
+        ctx.surrogate, ctx.beta = surrogate, beta
+        return (a > 0).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        if ctx.surrogate == "ste":
+            return g * (a.abs() <= 1).to(a.dtype), None, None
+        s = torch.sigmoid(ctx.beta * a)
+        return g * ctx.beta * s * (1 - s), None, None
+
+
+@pytest.mark.parametrize("surrogate,beta", [("ste", 1.0), ("sigmoid", 1.0), ("sigmoid", 3.0)])
+def test_backprop_through_time_matches_torch(surrogate, beta):
+    """Gradients of every parameter, h0 included, through 4 time steps against a PyTorch twin of the
+    cell (float64): a graph cut between steps or a wrong surrogate shows up here."""
+    rng = np.random.default_rng(3)
+    net = HardThresholdRNN(rng=rng, surrogate=surrogate, beta=beta, train_h0=True, dtype=np.float64)
+    for p in (net.U, net.W, net.b_h, net.v, net.b_y):   # pre-activations near the STE window
+        p.data = 0.4 * p.data
+    net.h0.data = rng.uniform(-0.5, 0.5, 3)
+    x = rng.integers(0, 2, (5, 4, 2)).astype(np.float64)
+    ry, rh = rng.standard_normal((5, 4)), rng.standard_normal((5, 4, 3))
+    y, h = net(Tensor(x))
+    (F.sum(y * Tensor(ry)) + F.sum(h * Tensor(rh))).backward()
+
+    params = {k: torch.tensor(getattr(net, k).data, requires_grad=True) for k in ("U", "W", "b_h", "v", "b_y", "h0")}
+    step = lambda a: _TorchStep.apply(a, surrogate, beta)  # noqa: E731
+    ht = params["h0"].expand(5, 3)
+    ys, hs = [], []
+    for t in range(4):
+        ht = step(torch.tensor(x[:, t]) @ params["U"].T + ht @ params["W"].T + params["b_h"])
+        ys.append(step((ht * params["v"]).sum(1) + params["b_y"]))
+        hs.append(ht)
+    np.testing.assert_array_equal(y.data, torch.stack(ys, 1).detach().numpy())
+    (torch.sum(torch.stack(ys, 1) * torch.tensor(ry)) + torch.sum(torch.stack(hs, 1) * torch.tensor(rh))).backward()
+    for k, p in params.items():
+        assert np.abs(p.grad.numpy()).sum() > 0, k   # every parameter takes part
+        np.testing.assert_allclose(getattr(net, k).grad, p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
