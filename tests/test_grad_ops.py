@@ -148,6 +148,23 @@ def test_conv2d_finite_differences(k, s, p, h, w, rng):
     finite_difference_check(lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p), [x, wt, b], rng)
 
 
+@pytest.mark.parametrize("kh,kw,s,p,h,w", [(3, 5, 3, 1, 8, 11), (1, 3, 1, 0, 4, 5), (5, 2, 2, 2, 7, 6)])
+def test_conv2d_non_square_kernels_and_stride_3(kh, kw, s, p, h, w, rng):
+    """Kernels of unequal sides (the weight's shape sets them) and a stride of 3: PyTorch, finite
+    differences, and the fast kernels against the reference loop."""
+    x, wt, b = rng.standard_normal((2, h, w, 3)), rng.standard_normal((kh, kw, 3, 4)), rng.standard_normal(4)
+    t_fn = lambda x, w, b: nchw_to_nhwc(TF.conv2d(nhwc_to_nchw(x), hwio_to_oihw(w), b, stride=s, padding=p))  # noqa: E731
+    sn_fn = lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p)  # noqa: E731
+    compare_with_torch(sn_fn, t_fn, [x, wt, b], rng)
+    finite_difference_check(sn_fn, [x, wt, b], rng)
+    out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
+    ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out.shape)
+    for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+
+
 def test_conv2d_without_bias_and_without_input_grad(rng):
     x = rng.standard_normal((2, 6, 7, 3))
     wt = rng.standard_normal((3, 3, 3, 4))
