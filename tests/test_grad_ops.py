@@ -58,7 +58,8 @@ def test_pow_exp_log(rng):
 
 
 @pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((1, 7), (7, 1)), ((2, 3, 4), (4, 2)), ((5, 3), (3,)),
-                                    ((3,), (3, 4)), ((4,), (4,)), ((2, 3, 4), (4,))])
+                                    ((3,), (3, 4)), ((4,), (4,)), ((2, 3, 4), (4,)), ((2, 3, 4), (2, 4, 5)),
+                                    ((3,), (2, 3, 4)), ((2, 1, 3, 4), (5, 4, 2))])
 def test_matmul(shapes, rng):
     a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
     compare_with_torch(F.matmul, torch.matmul, [a, b], rng)
@@ -86,6 +87,7 @@ def test_sum_mean(axis, keepdims, rng):
     compare_with_torch(lambda x: F.sum(x, axis, keepdims), lambda x: x.sum(dim=dims, keepdim=keepdims), [a], rng)
     compare_with_torch(lambda x: F.mean(x, axis, keepdims), lambda x: x.mean(dim=dims, keepdim=keepdims), [a], rng)
     finite_difference_check(lambda x: F.mean(x, axis, keepdims), [a], rng)
+    finite_difference_check(lambda x: F.sum(x, axis, keepdims), [a], rng)
 
 
 def test_value_used_twice_accumulates(rng):
@@ -417,6 +419,25 @@ def test_batch_norm_training_and_running_stats(shape, rng):
     assert not np.allclose(rm_s, rm0)  # it did move
     np.testing.assert_allclose(rm_s, rm_t.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(rv_s, rv_t.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_input_without_gradient(training, rng):
+    """When the input needs no gradient (a frozen layer below, or the image), batch norm skips dx; gamma's
+    and beta's gradients must still be PyTorch's."""
+    x, gamma, beta = rng.standard_normal((3, 4, 5, 6)), rng.uniform(0.5, 2, 6), rng.standard_normal(6)
+    mean, var = rng.standard_normal(6), rng.uniform(0.5, 2, 6)
+    dout = rng.standard_normal(x.shape)
+    tg, tb = sn.Tensor(gamma, requires_grad=True), sn.Tensor(beta, requires_grad=True)
+    xin = sn.Tensor(x)   # requires_grad False
+    F.batch_norm(xin, tg, tb, mean.copy(), var.copy(), training).backward(dout)
+    assert xin.grad is None
+    t_g, t_b = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+    out = TF.batch_norm(nhwc_to_nchw(torch.tensor(x)), torch.tensor(mean), torch.tensor(var), t_g, t_b,
+                        training=training, momentum=0.1, eps=1e-5)
+    out.backward(nhwc_to_nchw(torch.tensor(dout)))
+    np.testing.assert_allclose(tg.grad, t_g.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(tb.grad, t_b.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("shape", [(4, 5, 3, 7), (1, 2, 3, 4)])
