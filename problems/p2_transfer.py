@@ -138,13 +138,14 @@ def features_for(model_name, splits, args):
     return out, dict(model.scratchnet_info), load_s
 
 
-def evaluate(kind, x_tr, y_tr, x_te, y_te, class_names, args, given_C=None):
-    """CV-chosen C on trainval (or `given_C`), fit, predict test; metrics dict (accuracies as fractions)."""
+def evaluate(kind, x_tr, y_tr, x_te, y_te, class_names, args, folds, given_C=None):
+    """C chosen by `folds`-fold CV on trainval (or `given_C`), fit, predict test; metrics dict (accuracies
+    as fractions)."""
     t0 = time.perf_counter()
     if given_C is None:
-        print(f"{kind}: choosing C by {args.folds}-fold CV on trainval ({len(y_tr)} images) ...",
+        print(f"{kind}: choosing C by {folds}-fold CV on trainval ({len(y_tr)} images) ...",
               file=sys.stderr, flush=True)
-        C, cv_table = cross_validate_C(kind, x_tr, y_tr, folds=args.folds, seed=args.seed)
+        C, cv_table = cross_validate_C(kind, x_tr, y_tr, folds=folds, seed=args.seed)
     else:
         C, cv_table = given_C, []
     y_hat = fit_predict(kind, x_tr, y_tr, x_te, C, seed=args.seed)
@@ -198,7 +199,7 @@ def main(argv=None):
         tr, te = feats["trainval"], feats["test"]
         y_tr = splits["trainval"].labels[tr.kept]
         y_te = splits["test"].labels[te.kept]
-        args.folds = check_labels(y_tr, len(y_te), class_names, args.folds, "that could be decoded")
+        folds = check_labels(y_tr, len(y_te), class_names, args.folds, "that could be decoded")
         x_tr, x_te = l2_normalize(tr.features), l2_normalize(te.features)
         results = []
         for kind in kinds:
@@ -206,10 +207,11 @@ def main(argv=None):
             # C is cross-validated it is reused instead of repeating the costly CV with a slower optimiser
             done = {r["classifier"]: r["C"] for r in results}
             given = done.get("logreg") if kind == "scratchnet" else None
-            results.append(evaluate(kind, x_tr, y_tr, x_te, y_te, class_names, args, given_C=given))
-        return feats, info, load_s, (x_tr, y_tr, x_te, y_te), results
+            results.append(evaluate(kind, x_tr, y_tr, x_te, y_te, class_names, args, folds, given_C=given))
+        return feats, info, load_s, (x_tr, y_tr, x_te, y_te), results, folds
 
-    feats, info, load_s, (x_tr, y_tr, x_te, y_te), results = run_backbone(args.model, [args.classifier] + compare)
+    feats, info, load_s, (x_tr, y_tr, x_te, y_te), results, args.folds = run_backbone(
+        args.model, [args.classifier] + compare)  # the folds the main model's CV used, for the results
     main_res = results[0]
     n_te, n_tr = len(y_te), len(y_tr)
     classes_te = int(np.unique(y_te).size)
@@ -241,7 +243,7 @@ def main(argv=None):
         if b == args.model:
             continue
         try:
-            bf, binfo, _, (_, _, _, bte), bres = run_backbone(b, ["logreg"])
+            bf, binfo, _, (_, _, _, bte), bres, _ = run_backbone(b, ["logreg"])
         except UserError as e:
             table.append({"model": b, "available": False, "reason": str(e)})
             print(f"backbone {b}: not available ({e})", file=sys.stderr)

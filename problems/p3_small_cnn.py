@@ -335,6 +335,9 @@ def read_companion(path: Path) -> dict:
     for key in ("seconds", "epochs"):
         if key in trained and not _numbers([trained[key]]):
             raise UserError(f"{what}: '{key}' must be a number; fix or remove the file")
+    lengths = {key: len(trained[key]) for key in HISTORY_KEYS if key in trained}
+    if len(set(lengths.values())) > 1:
+        raise UserError(f"{what}: the per-epoch lists differ in length ({lengths}); fix or remove the file")
     return trained
 
 

@@ -250,14 +250,15 @@ def main(argv=None):
                             "overwrite each other: rename or copy one")
     else:
         jobs, _ = demo_images(args.data_dir)
-    written = {"attack.png", "robustness.png", "attack_eot.png", "robustness_eot.png", "results.json",
-               "results_eot.json", "results.md"}
+    written = {"attack.png", "robustness.png", "results.json", "results.md"}  # what this run writes in --out
+    written |= {"attack_eot.png", "robustness_eot.png", "results_eot.json"} if args.eot else set()
+    for p, _, _ in jobs:
+        written.add(f"{Path(p).stem}_adv.png")
+        written |= {f"{Path(p).stem}_eot{e}.png" for e in EOT_EPS} if args.eot else set()
     for p, _, _ in jobs:            # every input is checked before any work starts
         load_image_rgb(p)
-        p = Path(p)
-        if p.resolve().parent == Path(args.out).resolve() and (
-                p.name in written or p.stem.endswith("_adv") or "_eot" in p.stem):
-            raise UserError(f"--image {p} lies in --out and has the name of a file this script writes there; "
+        if Path(p).resolve().parent == Path(args.out).resolve() and Path(p).name in written:
+            raise UserError(f"--image {p} lies in --out and has the name of a file this run writes there; "
                             "copy it elsewhere or choose another --out")
 
     model, pre, names = load_pretrained(args.model, device=args.device)

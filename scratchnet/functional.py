@@ -254,9 +254,10 @@ class Reshape(Function):
 
 class Transpose(Function):
     def forward(self, a, axes=None):
+        out = a.transpose(axes)  # numpy checks the axes (range, repeats) first
         # normalised to 0..ndim-1: argsort (the inverse permutation in backward) needs them non-negative
         self.axes = None if axes is None else tuple(ax % a.ndim for ax in axes)
-        return a.transpose(self.axes)
+        return out
 
     def backward(self, g):
         if self.axes is None:

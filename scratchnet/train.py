@@ -192,13 +192,14 @@ def _checkpoint_path(folder):
 
 def run_identity(learner, data) -> dict:
     """What a checkpoint must share with the run that resumes it besides the TrainConfig: the kind of learner
-    (its state's layout) and the data (sizes and a fingerprint of the labels, which a different subset or
-    split changes; the folder may move)."""
+    (its state's layout) and the data (its source, sizes and a fingerprint of the labels, which a different
+    subset or split changes; the folder may move). Checkpoints written before this existed carry none and
+    are resumed on the TrainConfig alone."""
     labels = hashlib.sha1()
     for y in (data.train_y, data.test_y):
         labels.update(np.ascontiguousarray(to_numpy(y), dtype=np.int64).tobytes())
-    return {"learner": type(learner).__name__, "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
-            "labels_sha1": labels.hexdigest()}
+    return {"learner": type(learner).__name__, "data_source": str(getattr(data, "source", "")),
+            "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)), "labels_sha1": labels.hexdigest()}
 
 
 def save_checkpoint(folder, learner, epoch: int, rng: np.random.Generator, history: History, config: TrainConfig,
@@ -226,8 +227,9 @@ def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None 
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         history = History(**meta["history"])
-        if not isinstance(saved, dict):
-            raise TypeError("config is not a mapping")
+        made_by = meta.get("identity")
+        if not isinstance(saved, dict) or not isinstance(made_by, (dict, type(None))):
+            raise TypeError("config or identity is not a mapping")
     except Exception as e:  # a truncated file, or one that is not this code's checkpoint
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start over") from None
     now = asdict(config)  # epochs too: the schedule depends on the total
@@ -235,9 +237,9 @@ def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None 
         diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
         raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, now); "
                          "use the same flags or another --out")
-    made_by = meta.get("identity")
-    if identity is not None and made_by is not None and made_by != identity:
-        diff = {k: (made_by.get(k), identity.get(k)) for k in identity if made_by.get(k) != identity.get(k)}
+    if identity is not None and made_by is not None and made_by != identity:  # None: a checkpoint from before
+        diff = {k: (made_by.get(k), identity.get(k)) for k in sorted(set(made_by) | set(identity))
+                if made_by.get(k) != identity.get(k)}
         raise ValueError(f"checkpoint {path} was made by another backend or on other data {diff} (saved, now); "
                          "use the same flags and data or another --out")
     try:
@@ -259,8 +261,9 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         mean, std = channel_stats(data.train_x)
     rng = np.random.default_rng(config.seed)
     history, start = History(), 0
+    identity = run_identity(learner, data) if out_dir is not None else None
     if resume and out_dir is not None:
-        loaded = load_checkpoint(out_dir, learner, config, run_identity(learner, data))
+        loaded = load_checkpoint(out_dir, learner, config, identity)
         if loaded is not None:
             start, rng, history = loaded
             log(f"resumed from {_checkpoint_path(out_dir)} after epoch {start}")
@@ -311,7 +314,7 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         history.epoch_seconds.append(time.perf_counter() - t0)
         history.images_per_second.append(seen / train_seconds)
         if out_dir is not None:
-            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config, identity=run_identity(learner, data))
+            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config, identity=identity)
         log(f"epoch {epoch + 1:>3}/{config.epochs}: train loss {history.train_loss[-1]:.4f} "
             f"acc {history.train_accuracy[-1]:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
             f"{history.epoch_seconds[-1]:.1f} s, {history.images_per_second[-1]:.0f} img/s")

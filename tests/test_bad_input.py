@@ -124,6 +124,12 @@ def test_a_checkpoint_without_its_settings_is_unreadable_not_a_crash(tmp_path):
     assert train._checkpoint_path(tmp_path).endswith("checkpoint.npz")
     with pytest.raises(ValueError, match="unreadable"):
         train.load_checkpoint(tmp_path, learner=None, config=train.TrainConfig())
+    from dataclasses import asdict
+    meta = {"epoch": 1, "rng": np.random.default_rng(0).bit_generator.state, "history": asdict(train.History()),
+            "config": asdict(train.TrainConfig()), "identity": "x"}   # all there, but the identity is no mapping
+    save_npz(tmp_path / "checkpoint.npz", {"meta": np.asarray(json.dumps(meta))})
+    with pytest.raises(ValueError, match="unreadable"):
+        train.load_checkpoint(tmp_path, learner=None, config=train.TrainConfig(), identity={"learner": "L"})
 
 
 def test_cifar_pickle_labels_must_be_whole_numbers(tmp_path):
@@ -291,16 +297,23 @@ def test_malformed_run_log_and_cifar_cache_meta_are_ignored(tmp_path):
     assert read_run_log(tmp_path) is None
     (tmp_path / "report_runs.json").write_text('{"runs": [{"name": "p1", "produces": ["p1"], "rc": 0}]}')
     assert read_run_log(tmp_path)["runs"][0]["name"] == "p1"
-    for meta in ({}, [1], {"n_train": "x", "n_test": 0, "class_names": 3, "source": "s"}):
+    from scratchnet.data.cifar import _CACHE_FILES
+    for k in _CACHE_FILES:   # a consistent empty cache, so that only meta.json can be wrong
+        np.save(tmp_path / f"{k}.npy", np.zeros((0, 32, 32, 3) if k.endswith("_x") else (0,), np.uint8))
+    good = {"n_train": 0, "n_test": 0, "class_names": [str(i) for i in range(10)], "source": "s"}
+    (tmp_path / "meta.json").write_text(json.dumps(good))
+    assert _read_cache(tmp_path) is not None
+    for meta in ({}, [1], {**good, "class_names": 3}, {**good, "class_names": ["a"]}, {**good, "n_train": "x"}):
         (tmp_path / "meta.json").write_text(json.dumps(meta))
-        assert _read_cache(tmp_path) is None
+        assert _read_cache(tmp_path) is None, meta
 
 
 def test_p3_companion_json_and_running_var_are_checked(tmp_path):
     import problems.p3_small_cnn as P3
     from scratchnet.io import save_npz
     for bad, key in (({"train_loss": 5}, "train_loss"), ({"seconds": "x"}, "seconds"),
-                     ({"test_accuracy": [0.5, None]}, "test_accuracy")):
+                     ({"test_accuracy": [0.5, None]}, "test_accuracy"),
+                     ({"epoch_seconds": [1, 2], "test_accuracy": [0.5]}, "differ in length")):
         (tmp_path / "c.json").write_text(json.dumps(bad))
         with pytest.raises(UserError, match=key):
             P3.read_companion(tmp_path / "c.json")
@@ -315,7 +328,12 @@ def test_p1_maps_and_p4_inputs_inside_out(tmp_path, capsys):
     from PIL import Image
     r = run("problems/p1_pretrained.py", "--maps", "33", "--out", tmp_path)
     assert r.returncode == 2 and "--maps" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    Image.new("RGB", (8, 8)).save(tmp_path / "attack.png")
+    for name in ("attack.png", "pic_adv.png"):   # pic_adv.png: what attacking a pic.png beside it would write
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
     before = (tmp_path / "attack.png").read_bytes()
     assert run_main(P4.main, ["--image", str(tmp_path / "attack.png"), "--target", "1", "--out", str(tmp_path)]) == 2
     assert "lies in --out" in capsys.readouterr().err and (tmp_path / "attack.png").read_bytes() == before
+    Image.new("RGB", (8, 8)).save(tmp_path / "pic.png")
+    assert run_main(P4.main, ["--image", str(tmp_path / "pic_adv.png"), "--target", "1", "--image",
+                              str(tmp_path / "pic.png"), "--target", "2", "--out", str(tmp_path)]) == 2
+    assert "pic_adv.png lies in --out" in capsys.readouterr().err

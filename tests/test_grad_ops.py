@@ -74,6 +74,8 @@ def test_reshape_transpose_flatten(rng):
     compare_with_torch(F.flatten, lambda x: x.flatten(1), [a], rng)
     finite_difference_check(lambda x: F.transpose(x, (1, 2, 0)), [a], rng)
     finite_difference_check(lambda x: F.reshape(x, (5, 6)), [a], rng)
+    with pytest.raises(np.exceptions.AxisError):   # out-of-range axes are numpy's error, not wrapped round
+        F.transpose(sn.Tensor(a), (0, 1, 3))
     cube = rng.standard_normal((3, 3, 3))  # equal sides: a wrong inverse permutation keeps the shape
     for axes in [(-1, 0, 1), (2, -3, -2), (0, 2, 1)]:
         compare_with_torch(lambda x: F.transpose(x, axes), lambda x: x.permute(*axes), [cube], rng)
