@@ -1,6 +1,6 @@
 """Where scratchnet-cupy's training step spends GPU time, kernel by kernel (GPU machines only).
 
-    python bench/gpu_kernels.py [--nets small small_bn airbench better] [--steps 10]
+    python bench/gpu_kernels.py [--nets small small_bn airbench better] [--steps 10] [--seed 0] [--out FILE]
 
 PyTorch's profiler (CUPTI) sees every CUDA kernel in the process, CuPy's included. For each net it
 prints: kernel launches per step, GPU busy time per step (the kernels' summed durations) against the
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import io
 import statistics
 import sys
 import time
@@ -23,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import scratchnet as sn  # noqa: E402
-from problems.common.cli import positive_int, seed_value  # noqa: E402
-from train_step import NETS, bench_input, sgd_step_scratchnet  # noqa: E402 - the same nets, data and step
+from problems.common.cli import output_file, positive_int, seed_value  # noqa: E402
+from scratchnet.io import write_text  # noqa: E402
+from train_step import NETS, RESULTS, bench_input, sgd_step_scratchnet  # noqa: E402 - the same nets, data, step
 
 
 def gpu_ms(cp, fn, repeats=20):
@@ -112,16 +115,38 @@ def main():
     p.add_argument("--host-profile", nargs="*", choices=list(NETS), default=[],
                    help="also cProfile the host side of these nets' steps")
     p.add_argument("--seed", type=seed_value, default=0, help="seed of the nets' weights and the random batch (default 0)")
+    p.add_argument("--out", type=output_file, default=RESULTS / "gpu_kernels.txt",
+                   help="text file that also gets the printed tables (default bench/results/gpu_kernels.txt)")
     args = p.parse_args()
     try:
         cp = sn.backend.array_module("cupy")
     except sn.backend.BackendError as e:
         p.exit(2, f"gpu_kernels: {e}\n")
-    row_sums(cp)
-    for name in args.nets:
-        kernel_table(cp, name, args.steps, args.seed)
-    for name in args.host_profile:
-        host_profile(cp, name, args.steps, seed=args.seed)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, printed)):  # on the screen as it runs, and kept
+        row_sums(cp)
+        for name in args.nets:
+            kernel_table(cp, name, args.steps, args.seed)
+        for name in args.host_profile:
+            host_profile(cp, name, args.steps, seed=args.seed)
+    write_text(args.out, printed.getvalue())
+    print(f"wrote {args.out}")
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to several others (the terminal and the file's buffer)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
 
 
 if __name__ == "__main__":

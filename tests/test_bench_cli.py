@@ -17,6 +17,10 @@ def run(*cmd, cwd):
     (["bench/train_step.py", "--backend", "tpu"], "--backend"),
     (["bench/gpu_kernels.py", "--steps", "0"], "--steps"),
     (["bench/gpu_kernels.py", "--nets", "resnet"], "--nets"),
+    (["bench/gpu_kernels.py", "--out", "bench"], "--out"),       # a folder, not a file
+    (["bench/train_step.py", "--out", "bench"], "--out"),
+    (["bench/train_step.py", "--seed", "-1"], "--seed"),
+    (["bench/p4_torchattacks.py", "--eps", "0.5"], "--eps"),
 ])
 def test_bad_flags(repo_root, args, needle):
     r = run(sys.executable, *args, cwd=repo_root)
@@ -35,3 +39,15 @@ def test_gpu_benchmarks_without_a_gpu_say_so_in_one_line(repo_root):
 def test_gpu_checks_script_needs_its_output_folder(repo_root):
     r = run("bash", "bench/gpu_checks.sh", cwd=repo_root)
     assert r.returncode == 2 and r.stderr.strip() == "usage: bench/gpu_checks.sh OUT_DIR"
+
+
+def test_gpu_kernels_tee_keeps_what_it_prints(repo_root, capsys):
+    """bench/gpu_kernels.py prints its tables and writes the same text to --out (through _Tee)."""
+    import contextlib
+    import io
+    sys.path.insert(0, str(repo_root / "bench"))
+    import gpu_kernels
+    kept = io.StringIO()
+    with contextlib.redirect_stdout(gpu_kernels._Tee(sys.stdout, kept)):
+        print("kernels/step", 109)
+    assert kept.getvalue() == "kernels/step 109\n" and capsys.readouterr().out == kept.getvalue()
