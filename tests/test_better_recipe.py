@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet import functional as F
 from scratchnet import models, nn, optim
 from scratchnet.data.augment import alternating_flip
 from scratchnet.kernels.conv import windows

@@ -152,6 +152,19 @@ def test_conv2d_finite_differences(k, s, p, h, w, rng):
     finite_difference_check(lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p), [x, wt, b], rng)
 
 
+def assert_fast_conv_equals_reference(x, wt, b, s, p, rng, tol, grad_atol=None):
+    """conv2d_forward/backward (im2col or Winograd) against the offset-loop reference: output, dx, dW, db
+    (gradients to `grad_atol`, default `tol`)."""
+    out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
+    ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    dout = rng.standard_normal(out.shape).astype(x.dtype)
+    for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
+        assert fast.dtype == x.dtype
+        np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol if grad_atol is None else grad_atol)
+
+
 @pytest.mark.parametrize("kh,kw,s,p,h,w", [(3, 5, 3, 1, 8, 11), (1, 3, 1, 0, 4, 5), (5, 2, 2, 2, 7, 6)])
 def test_conv2d_non_square_kernels_and_stride_3(kh, kw, s, p, h, w, rng):
     """Kernels of unequal sides (the weight's shape sets them) and a stride of 3: PyTorch, finite
@@ -161,12 +174,7 @@ def test_conv2d_non_square_kernels_and_stride_3(kh, kw, s, p, h, w, rng):
     sn_fn = lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p)  # noqa: E731
     compare_with_torch(sn_fn, t_fn, [x, wt, b], rng)
     finite_difference_check(sn_fn, [x, wt, b], rng)
-    out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
-    ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
-    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
-    dout = rng.standard_normal(out.shape)
-    for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
-        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+    assert_fast_conv_equals_reference(x, wt, b, s, p, rng, tol=1e-10)
 
 
 def test_conv2d_without_bias_and_without_input_grad(rng):
@@ -182,14 +190,7 @@ def test_conv2d_fast_equals_reference(k, s, p, h, w, rng):
     x = rng.standard_normal((2, h, w, 4)).astype(np.float32)
     wt = rng.standard_normal((k, k, 4, 6)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
-    ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
-    dout = rng.standard_normal(out.shape).astype(np.float32)
-    for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
-        assert fast.dtype == np.float32
-        np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+    assert_fast_conv_equals_reference(x, wt, b, s, p, rng, tol=1e-4)
 
 
 @pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
@@ -212,12 +213,7 @@ def test_conv2d_chunked_equals_reference(k, s, p, h, w, chunk_bytes, rng, monkey
         x = rng.standard_normal((5, h, w, 3))
         wt = rng.standard_normal((k, k, 3, 5))
         b = rng.standard_normal(5)
-        out, cache = conv_k.conv2d_forward(x, wt, b, s, p)
-        ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, s, p)
-        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
-        dout = rng.standard_normal(out.shape)
-        for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
-            np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+        assert_fast_conv_equals_reference(x, wt, b, s, p, rng, tol=1e-10)
 
 
 # Winograd F(4x4, 3x3) (kernels/winograd.py): stride-1 3x3 convs; (H, W, padding) incl. padding 0 (valid),
@@ -276,14 +272,7 @@ def test_conv2d_winograd_equals_reference(h, w, p, chunk_bytes, rng, monkeypatch
         x = rng.standard_normal((5, h, w, 6)).astype(dtype)
         wt = rng.standard_normal((3, 3, 6, 4)).astype(dtype)
         b = rng.standard_normal(4).astype(dtype)
-        out, cache = conv_k.conv2d_forward(x, wt, b, 1, p)
-        ref, ref_cache = conv_k.conv2d_forward_reference(x, wt, b, 1, p)
-        assert out.dtype == dtype
-        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
-        dout = rng.standard_normal(out.shape).astype(dtype)
-        for fast, slow in zip(conv_k.conv2d_backward(dout, cache), conv_k.conv2d_backward_reference(dout, ref_cache)):
-            assert fast.dtype == dtype
-            np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol * 10)  # dW sums 5 images' worth
+        assert_fast_conv_equals_reference(x, wt, b, 1, p, rng, tol, grad_atol=tol * 10)  # dW sums 5 images
     assert winograd_everywhere["forward"] == 6 and winograd_everywhere["weight_grad"] == 3
 
 

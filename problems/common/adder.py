@@ -15,7 +15,7 @@ import numpy as np
 
 from scratchnet import optim
 from scratchnet import functional as F
-from scratchnet.autograd import Tensor, no_grad
+from scratchnet.autograd import Tensor
 from scratchnet.rnn import HardThresholdRNN
 
 WEIGHT_KEYS = ("U", "W", "b_h", "v", "b_y", "h_0")

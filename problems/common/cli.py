@@ -28,50 +28,51 @@ def data_root(arg: str | None) -> Path:
     return Path(root).expanduser()
 
 
-def _writable_place(path: Path, what: str) -> None:
-    """Raise ArgumentTypeError unless `path` can be created or written: its nearest existing ancestor
-    must be a writable folder. Checked while the arguments are parsed, so a bad --out costs no work."""
+def _path_arg(text: str, what: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected {what}, got an empty path")
+    return Path(text).expanduser()
+
+
+def _folder_or_unmade(path: Path) -> Path:
+    """The nearest existing one of `path` and its ancestors; ArgumentTypeError if that is a file (then no
+    folder can be at `path`). Checked while the arguments are parsed, so a bad path costs no work."""
     probe = path
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise argparse.ArgumentTypeError(f"{probe} is a file, so {what} {path} cannot be made")
-    if not os.access(probe if probe.is_dir() else probe.parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{what} {path}: {probe} is not writable")
+        where = "" if probe == path else f", so folder {path} cannot be made"
+        raise argparse.ArgumentTypeError(f"{probe} is a file{where}; expected a folder")
+    return probe
+
+
+def _writable_place(path: Path) -> None:
+    """ArgumentTypeError unless folder `path` exists or can be made, and can be written."""
+    probe = _folder_or_unmade(path)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"folder {path}: {probe} is not writable")
 
 
 def output_folder(text: str) -> Path:
     """argparse type: a folder for outputs that exists or can be made, and can be written."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a file; expected a folder for the outputs")
-    _writable_place(path, "folder")
+    path = _path_arg(text, "a folder")
+    _writable_place(path)
     return path
 
 
 def folder_path(text: str) -> Path:
     """argparse type: a folder that may exist (and be read-only) or not exist yet; not a file."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
-    path = Path(text).expanduser()
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise argparse.ArgumentTypeError(f"{probe} is a file; expected a folder")
+    path = _path_arg(text, "a folder")
+    _folder_or_unmade(path)
     return path
 
 
 def output_file(text: str) -> Path:
     """argparse type: a file to write (its folder exists or can be made, and can be written)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a file path, got an empty path")
-    path = Path(text).expanduser()
+    path = _path_arg(text, "a file path")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; expected a file path")
-    _writable_place(path.parent, "folder")
+    _writable_place(path.parent)
     return path
 
 
@@ -134,37 +135,30 @@ def thread_count(text: str) -> int:
     return v
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
+def _number_arg(text: str, ok, expected: str) -> float:
+    """A float parsed from `text` for which ok(v) holds, else ArgumentTypeError naming `expected`."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {v}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
     return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number_arg(text, lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
 
 
 def unit_interval(text: str) -> float:
     """argparse type: a number in [0, 1] (e.g. a momentum)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v}")
-    return v
+    return _number_arg(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
 def fraction_below_one(text: str) -> float:
     """argparse type: a number in [0, 1) (e.g. label smoothing)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
-    return v
+    return _number_arg(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def run_main(main, argv=None) -> int:
