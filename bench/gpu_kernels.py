@@ -109,7 +109,7 @@ def host_profile(cp, name, steps, top=30, seed=0):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
     p.add_argument("--steps", type=positive_int, default=10, help="training steps timed and profiled per net")
     p.add_argument("--host-profile", nargs="*", choices=list(NETS), default=[],

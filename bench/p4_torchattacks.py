@@ -25,7 +25,7 @@ from scratchnet.io import write_json  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eps", default="1", help="L-inf budget in 0-255 pixel units, at least 1 (default 1)")
     ap.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--data-dir", default=None, help="data root (default: $SCRATCHNET_DATA, else ./data)")

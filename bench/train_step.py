@@ -467,7 +467,7 @@ def main_gpu(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
     p.add_argument("--rounds", type=positive_int, default=8, help="turns per side and net, 3 timed steps each (median "
                    "reported); halved for the batch-512/1024 nets")

@@ -51,7 +51,7 @@ MAX_MAPS = 32
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=Path, default=None, help="image file (default: DATA/peppers.png)")
     ap.add_argument("--model", default="tf_efficientnet_lite0",
                     help="tf_efficientnet_lite0 (offline default), tf_efficientnet_lite1/2 or a torchvision "

@@ -36,7 +36,7 @@ DEFAULT_BACKBONES = "tf_efficientnet_lite0,tf_efficientnet_lite1,tf_efficientnet
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="p2_transfer.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="p2_transfer.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"feature extractor (default {DEFAULT_MODEL}; tf_efficientnet_lite1/2 need their PyPI "

@@ -51,7 +51,7 @@ DEFAULT_VARIANTS = ("full", "no_whitening", "no_dirac", "no_label_smoothing", "n
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="scratchnet's array library")
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(DEFAULT_VARIANTS),
                    help=f"which runs (default: {' '.join(DEFAULT_VARIANTS)})")

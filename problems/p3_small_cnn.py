@@ -86,7 +86,7 @@ def initialisation_for(model: str) -> str:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=("numpy", "cupy", "torch"), default="numpy",
                    help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
     p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",

@@ -186,7 +186,7 @@ def parse_eps(text) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--image", action="append", type=Path, default=None,
                     help="image to attack (repeat, each with its --target); default: the four-image demo")
     ap.add_argument("--target", action="append", default=None,

@@ -32,7 +32,7 @@ MAX_TABLE_STEPS = 64  # longer additions print their bit strings only
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("numbers", nargs="*", help="pairs of whole numbers >= 0 to add: A B [A B ...]")
     p.add_argument("--binary", action="store_true", help="read the numbers as binary strings of 0/1")

@@ -647,7 +647,7 @@ def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--results", type=Path, default=REPO / "results",
                    help="results root written by the problem scripts (default: results/)")

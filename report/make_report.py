@@ -72,7 +72,7 @@ def run_job(job, log_path: Path) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--retrain", action="store_true",
                    help="train the P3 networks (hours on a CPU) instead of evaluating the committed weights")

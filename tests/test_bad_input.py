@@ -78,6 +78,19 @@ def test_every_script_refuses_an_unusable_out_before_any_work(tmp_path, script):
     assert "--out" in r.stderr and "is a file" in r.stderr, r.stderr
 
 
+# A unique prefix of a flag (argparse's default) would silently mean the long flag: --epoch 3 = --epochs 3.
+@pytest.mark.parametrize("script, prefix", [
+    ("problems/p1_pretrained.py", "--top"), ("problems/p2_transfer.py", "--fold"),
+    ("problems/p3_small_cnn.py", "--epoch"), ("problems/p3_better_ablation.py", "--epoch"),
+    ("problems/p4_adversarial.py", "--max-step"), ("problems/p5_rnn_adder.py", "--random-pair"),
+    ("report/make_report.py", "--retr"), ("report/build_report.py", "--no-pd"),
+    ("bench/train_step.py", "--round"), ("bench/gpu_kernels.py", "--step"), ("bench/p4_torchattacks.py", "--ep")])
+def test_abbreviated_flags_are_refused(script, prefix):
+    r = run(script, prefix, "3", "--not-a-flag")  # the unknown flag stops parsing even if the prefix passed
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"unrecognized arguments: {prefix}" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("script", ["problems/p1_pretrained.py", "problems/p5_rnn_adder.py",
                                     "problems/p3_small_cnn.py"])
 def test_seeds_out_of_range_are_refused(script):
