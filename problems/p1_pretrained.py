@@ -18,7 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_int,
+from problems.common.assets import peppers_path
+from problems.common.cli import (UserError, add_common_args, command_line, portable_path, positive_int,
                                  run_main, seed_everything)
 from problems.common.feature_maps import (combined_figure, depth_figure, normalise_map, pick_layers,
                                           record_activations, select_channels)
@@ -52,7 +53,7 @@ MAX_MAPS = 32
 
 def main(argv=None):
     ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
-    ap.add_argument("--image", type=Path, default=None, help="image file (default: DATA/peppers.png)")
+    ap.add_argument("--image", type=Path, default=None, help="image file (default: DATA/peppers.png, else the copy in problems/assets/)")
     ap.add_argument("--model", default="tf_efficientnet_lite0",
                     help="tf_efficientnet_lite0 (offline default), tf_efficientnet_lite1/2 or a torchvision "
                          "classification model name (needs cached weights or the network)")
@@ -71,9 +72,7 @@ def main(argv=None):
     from problems.common.pretrained import load_image_rgb, load_pretrained, predict_topk, preprocessing_info
     torch.manual_seed(args.seed)
 
-    image = args.image or data_root(args.data_dir) / "peppers.png"
-    if args.image is None and not image.exists():
-        raise UserError(f"default image {image} not found; pass --image PATH or --data-dir")
+    image = args.image or peppers_path(args.data_dir)
     img = load_image_rgb(image)
     if args.topk > 1000:
         raise UserError(f"--topk must be at most 1000, got {args.topk}")
@@ -129,7 +128,7 @@ def main(argv=None):
         "command": command_line(), "seed": args.seed,
         "model": {k: info[k] for k in ("name", "library", "weights")},
         "preprocessing": info["preprocessing"],
-        "image": str(image), "image_size": list(img.size),
+        "image": portable_path(image, args.data_dir), "image_size": list(img.size),
         "top": top,
         "feature_maps": shown, "feature_map_rule": RULE, "layers": layers,
         "figures": figures, "discussion": discussion,

@@ -23,11 +23,11 @@ if __package__ in (None, ""):          # run as a script: make the repository im
 import numpy as np
 
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, folder_path,
-                                 positive_int, run_main, seed_everything, thread_count)
+                                 portable_path, positive_int, run_main, seed_everything, thread_count)
 from problems.common.linear_probe import (CLASSIFIERS, confusion_matrix, cross_validate_C, fit_predict,
                                           l2_normalize, mean_per_class_accuracy, most_confused_pairs,
                                           per_class_accuracy, plot_confusion, plot_cv_curve)
-from problems.common.pets import download_pets, find_pets_root, load_pets
+from problems.common.pets import download_pets, have_pets, load_pets, pets_obtainable
 from scratchnet.io import write_json
 
 PROBLEM = "p2"
@@ -63,9 +63,9 @@ def parse_args(argv):
                    help="use at most this many images per breed and split (quick runs; default: all)")
     p.add_argument("--max-breeds", type=positive_int, default=None,
                    help="use only the first K breeds by class id (quick runs and tests; default: all 37)")
-    p.add_argument("--download", action="store_true",
-                   help="if the data root has no Pets copy, download the official one with torchvision "
-                        "(needs the network; default: off, use the copy under the data root)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="if the data root has no Pets copy, download the official one with torchvision when "
+                        "its host answers (default: on; --no-download forbids it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, PROBLEM)
     args = p.parse_args(argv)
@@ -168,11 +168,11 @@ def main(argv=None):
     compare = [c for c in compare if c != args.classifier]
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
 
-    if args.download:
-        try:
-            find_pets_root(root)
-        except UserError:
-            download_pets(root)
+    why = pets_obtainable(root, args.download)
+    if why is not None:
+        raise UserError(why)
+    if not have_pets(root):
+        download_pets(root)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_pets(root)
@@ -219,7 +219,7 @@ def main(argv=None):
     coverage = _coverage(n_te, classes_te, n_listed_te, len(ds.class_names))
     raw = feats["trainval"].features
     extraction = {s: {"images": int(f.kept.size), "seconds": f.seconds, "images_per_second": f.images_per_second,
-                      "from_cache": f.from_cache, "cache_file": str(f.cache_path),
+                      "from_cache": f.from_cache, "cache_file": portable_path(f.cache_path),
                       "passes_per_image": f.passes_per_image} for s, f in feats.items()}
     read_logs = {s: f.read_log for s, f in feats.items()}
     n_skipped = sum(r["n_skipped"] for r in read_logs.values())
@@ -308,7 +308,7 @@ def main(argv=None):
                "class_weight": "balanced", "grids": {r["classifier"]: r["cv"] for r in results if r["cv"]}},
         "classifiers": [{k2: v for k2, v in r.items() if k2 not in ("y_pred", "cv")} for r in results],
         "per_breed": per_breed, "most_confused_pairs": pairs, "confusion_matrix": cm,
-        "backbones": table, "figures": figures, "discussion": discussion, "data_root": str(ds.root),
+        "backbones": table, "figures": figures, "discussion": discussion, "data_root": portable_path(ds.root, args.data_dir),
     }
     write_json(args.out / "results.json", out)
     print(f"wrote {args.out / 'results.json'}")

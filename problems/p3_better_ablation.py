@@ -67,6 +67,9 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true",
                    help="reuse the runs that finished in DIR/runs/ and continue an interrupted one from its "
                         "last epoch (same flags needed)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="fetch the official CIFAR-10 when the data root has none and the network answers "
+                        "(default: on; --no-download forbids it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_common_args(p, "p3/ablation", out_help="ablation.json, its figure and runs/ (per-run checkpoints)")
     return p.parse_args(argv)

@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, fraction_below_one,
-                                 positive_float, positive_int, run_main)
+                                 portable_path, portable_text, positive_float, positive_int, run_main)
 from scratchnet.io import load_npz, save_npz, write_json
 
 MODELS = ("small", "small_bn")        # parts 1 and 2 ('both' trains these two)
@@ -106,6 +106,12 @@ def parse_args(argv):
                    help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use only the first K images per class of each split (smoke tests)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="fetch the official CIFAR-10 when the data root has none and the network answers "
+                        "(default: on; --no-download forbids it)")
+    p.add_argument("--recorded-if-no-data", action="store_true",
+                   help="with --eval-only: if no CIFAR-10 can be had, show the accuracy and curves recorded "
+                        "beside --weights (marked 'recorded, not re-evaluated') instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_common_args(p, "p3")
     args = p.parse_args(argv)
@@ -117,6 +123,8 @@ def parse_args(argv):
         p.error("--weights is read only with --eval-only (training starts from fresh weights)")
     if args.ablation is not None and args.model != "better":
         p.error("--ablation belongs to --model better (part 3)")
+    if args.recorded_if_no_data and not args.eval_only:
+        p.error("--recorded-if-no-data belongs to --eval-only")
     return args
 
 
@@ -127,8 +135,8 @@ def out_dir_for(args, model: str) -> Path:
 
 def load_data(args):
     from problems.common.cifar_download import load_cifar10_for_cli
-    return load_cifar10_for_cli(data_root(args.data_dir), limit_per_class=args.limit_per_class,
-                                progress=not args.no_progress)
+    return load_cifar10_for_cli(data_root(args.data_dir), download=args.download,
+                                limit_per_class=args.limit_per_class, progress=not args.no_progress)
 
 
 def device_of(learner) -> str:
@@ -256,7 +264,7 @@ def better_extras(ablation_path: Path | None) -> dict:
             raise UserError(f"ablation file {ablation_path} is not {expected}") from None
         extras["ablation_budget"] = ab.get("budget")
         extras["ablation_discussion"] = ab.get("discussion")
-        extras["ablation_file"] = str(ablation_path)
+        extras["ablation_file"] = portable_path(ablation_path)
     return extras
 
 
@@ -287,8 +295,8 @@ def train_one(args, model: str, data) -> dict:
         "command": command_line(), "hyperparameters": {k: v for k, v in asdict(config).items()},
         **describe_recipe(config), "normalisation": "per-channel mean/std of the training set",
         "initialisation": initialisation_for(model), "architecture": ARCHITECTURE[model],
-        "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source, "data_dir": str(data.directory),
-        "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
+        "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source,
+        "data_dir": portable_path(data.directory, args.data_dir), "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)),
         "weights_file": "weights.npz", "layers": layer_table_for(model),
     }
     if model == "better":
@@ -375,9 +383,9 @@ def check_inputs(args) -> None:
         better_extras(args.ablation)
 
 
-def eval_only(args, data) -> dict:
-    from scratchnet.train import evaluate
-    from scratchnet.data.augment import channel_stats
+def eval_only(args, data=None, no_data: str | None = None) -> dict:
+    """Evaluate --weights on the test set; with data None (no CIFAR-10 to be had, `no_data` says why) show the
+    accuracy and curves recorded beside the weights instead, marked as not re-evaluated."""
     model = args.model
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -388,23 +396,37 @@ def eval_only(args, data) -> dict:
     except ValueError as e:
         raise UserError(f"weights {args.weights} do not fit model {model}: {e}") from None
     trained = read_companion(args.weights.with_suffix(".json"))  # checked before the evaluation
-    mean, std = channel_stats(data.train_x)
-    test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std)
     hist = {k: trained.get(k, []) for k in HISTORY_KEYS}
     results = {**trained, "problem": "p3", "model": model, "backend": args.backend, "eval_only": True,
-               "weights_file": str(args.weights), "command": command_line(), **hist,
-               "final_test_accuracy": test_acc, "final_test_error": 1 - test_acc, "final_test_loss": test_loss,
-               "data_source": data.source, "data_dir": str(data.directory), "n_test": int(len(data.test_y)),
+               "weights_file": portable_path(args.weights), "command": command_line(), **hist,
                "initialisation": trained.get("initialisation", initialisation_for(model)),
                "architecture": ARCHITECTURE[model], "layers": layer_table_for(model)}
+    if data is not None:
+        from scratchnet.data.augment import channel_stats
+        from scratchnet.train import evaluate
+        mean, std = channel_stats(data.train_x)
+        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std)
+        results.update(evaluated=True, final_test_accuracy=test_acc, final_test_error=1 - test_acc,
+                       final_test_loss=test_loss, data_source=data.source,
+                       data_dir=portable_path(data.directory, args.data_dir), n_test=int(len(data.test_y)))
+    else:
+        acc = trained.get("final_test_accuracy")
+        if not _numbers([acc]):
+            raise UserError(f"{no_data}; and {args.weights.with_suffix('.json')} records no test accuracy to "
+                            "show instead")
+        results.update(evaluated=False, final_test_accuracy=acc, final_test_error=1 - acc,
+                       recorded_note="recorded when the weights were made, not re-evaluated "
+                                     f"({portable_text(no_data, args.data_dir)})")
     if model == "better":
         results.update(better_extras(args.ablation))
     results["figures"] = draw_figures(out, model, hist, weights)
     results["discussion"] = discussion({**results, "epochs": trained.get("epochs", 0),
                                         "seconds": trained.get("seconds", 0.0)})
     write_json(out / "results.json", results)
-    print(f"P3 {model} (eval only, {args.weights}): test accuracy {test_acc:.4f} "
-          f"(error {1 - test_acc:.4f}) on {len(data.test_y)} test images, {data.source}")
+    acc = results["final_test_accuracy"]
+    how = "evaluated" if data is not None else "recorded, not re-evaluated"
+    print(f"P3 {model} (eval only, {portable_path(args.weights)}): test accuracy {acc:.4f} "
+          f"(error {1 - acc:.4f}) on {results.get('n_test')} test images, {how}")
     return results
 
 
@@ -429,7 +451,7 @@ def compare(paths, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = plot_loss_curves(curves, out / "loss_bn_comparison.png",
                             title="Training loss with and without batch normalisation")
-    write_json(out / "comparison.json", {"problem": "p3", "compared": [str(p) for p in paths],
+    write_json(out / "comparison.json", {"problem": "p3", "compared": [portable_path(p) for p in paths],
                                          "figures": {"bn_comparison": "loss_bn_comparison.png"},
                                          "final_train_loss": {c[0]: c[2][-1] for c in curves if c[2]},
                                          "discussion": "Training loss per epoch of the two P3 networks on one axis."})
@@ -443,6 +465,13 @@ def main(argv=None):
         compare(args.compare, args.out)
         return 0
     check_inputs(args)
+    if args.eval_only and args.recorded_if_no_data:
+        from problems.common.cifar_download import cifar10_obtainable
+        why = cifar10_obtainable(data_root(args.data_dir), download=args.download)
+        if why is not None:
+            print(f"note: {why}; showing the recorded results of {portable_path(args.weights)}", file=sys.stderr)
+            eval_only(args, None, no_data=why)
+            return 0
     data = load_data(args)
     if args.eval_only:
         eval_only(args, data)

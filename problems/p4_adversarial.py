@@ -41,7 +41,8 @@ from PIL import Image
 from problems.common.adversarial import (TRANSFORMS, attack, classify_u8, psnr, robustness, to_pil,
                                          to_uint8_tensor)
 from problems.common.adversarial_figures import attack_figure, robustness_figure
-from problems.common.cli import (UserError, add_common_args, command_line, data_root, positive_float,
+from problems.common.assets import peppers_path
+from problems.common.cli import (UserError, add_common_args, command_line, portable_path, positive_float,
                                  positive_int, run_main, seed_everything, thread_count, unit_interval)
 from scratchnet.io import write_json, write_text
 
@@ -56,7 +57,7 @@ def demo_images(data_dir):
     sk = Path(skimage.__file__).parent / "data"
     mpl = Path(matplotlib.get_data_path()) / "sample_data"
     return [
-        (data_root(data_dir) / "peppers.png", 812, [945]),           # bell pepper -> space shuttle
+        (peppers_path(data_dir), 812, [945]),                          # bell pepper -> space shuttle
         (sk / "coffee.png", 1, [967]),                                # espresso -> goldfish
         (sk / "chelsea.png", 937, [281, 282, 283, 285]),              # cat (tabby/tiger/Persian/Egyptian) -> broccoli
         (sk / "rocket.jpg", 207, [657, 744, 812]),                    # missile/projectile/shuttle -> golden retriever
@@ -147,7 +148,7 @@ def run_one(net, pre, names, path, target, eps, args, expected=None, eot=0, robu
     changed = float((back != x_u8).any(0).float().mean())
     rob, rob_imgs = robustness(net, to_pil(back), target, names)
     entry = {
-        "image": str(path), "adv_png": str(png), "target": {"class_id": target, "name": names[target]},
+        "image": portable_path(path, args.data_dir), "adv_png": png.name, "target": {"class_id": target, "name": names[target]},
         "eps": eps, "linf": linf, "psnr_db": round(psnr(back, x_u8), 2),
         "clean_top1": {"class_id": c0, "name": names[c0]}, "clean_prob": float(p0[c0]),
         "clean_correct": clean_ok, "clean_target_prob": float(p0[target]),

@@ -29,6 +29,9 @@ from scratchnet.rnn import HardThresholdRNN
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_TABLE_STEPS = 64  # longer additions print their bit strings only
+# --random-pairs cap: the check runs in fixed-size batches, so memory is bounded for any count, but time grows
+# with it (each pair is run at both widths, 266 net steps); ten million keeps a run to minutes, not hours
+MAX_RANDOM_PAIRS = 10_000_000
 
 
 def parse_args(argv):
@@ -39,7 +42,8 @@ def parse_args(argv):
     p.add_argument("--verify", type=positive_int, default=10, metavar="N",
                    help="check every pair of numbers below 2^N (N <= 14; default 10, about 1M pairs)")
     p.add_argument("--random-pairs", type=positive_int, default=200,
-                   help="random 64-bit and 200-bit pairs checked against Python addition (default 200 each)")
+                   help="random 64-bit and 200-bit pairs checked against Python addition (default 200 each, "
+                        f"at most {MAX_RANDOM_PAIRS:_})")
     p.add_argument("--learn", action="store_true", help="also learn the weights from random init (surrogate)")
     p.add_argument("--seeds", type=positive_int, default=20, help="training runs for --learn (default 20)")
     p.add_argument("--steps", type=positive_int, default=2000, help="max Adam steps per run (default 2000)")
@@ -53,6 +57,9 @@ def parse_args(argv):
         raise UserError(f"got {len(args.numbers)} number(s); expected pairs A B [A B ...]")
     if args.verify > 14:
         raise UserError(f"--verify {args.verify} is too large (4^N pairs); expected N between 1 and 14")
+    if args.random_pairs > MAX_RANDOM_PAIRS:  # refused here, in one line, rather than by argparse's two
+        raise UserError(f"--random-pairs {args.random_pairs} is too many; expected 1 to {MAX_RANDOM_PAIRS} "
+                        "(the check takes time in proportion)")
     return args
 
 

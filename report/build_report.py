@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:          # run as a script: make problems/ and rep
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from problems.common.cli import UserError, output_folder, run_main  # noqa: E402
+from problems.common.cli import UserError, output_folder, portable_path, run_main  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
 
@@ -187,7 +187,8 @@ def load_section(results: Path, key: str, runs: dict, hints: dict) -> Section:
     figs = data.get("figures") if isinstance(data.get("figures"), dict) else {}
     sec["figs"] = {role: resolve_figure(path, v) for role, v in figs.items()}
     if run and run.get("skip"):
-        sec["stale"] = f"not re-run this time ({run['skip']}); shown from the earlier results in {path.parent}"
+        sec["stale"] = (f"not re-run this time ({run['skip']}); shown from the earlier results in "
+                        f"{Path(sec['rel']).parent.as_posix()}/")
     return sec
 
 
@@ -517,7 +518,7 @@ def gather(results: Path, no_code: bool = False) -> dict:
     runs = _runs(results)
     hints = hint_commands(results)
     sec = {key: load_section(results, key, runs, hints) for key in RESULT_FILES}
-    ctx = {"s": sec, "hints": hints, "results_dir": str(results), "runs": None, "derivation": p5_derivation(),
+    ctx = {"s": sec, "hints": hints, "results_dir": portable_path(results), "runs": None, "derivation": p5_derivation(),
            "code": code_appendix(no_code), "revision": git_revision(),
            "date": datetime.date.today().isoformat()}
     ctx["runs"] = read_run_log(results)

@@ -6,6 +6,7 @@ box, so the hint a reader sees is exactly what `make report` would run. Every re
 """
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,61 @@ P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.
               "better": "weights/p3_better.npz"}
 
 
+# What each problem reads from the data root, and how a reader provides it when it is missing.
+DATA_FIX = {
+    "p2": "put Oxford-IIIT Pet under the data root as pets/images/*.jpg and pets/annotations/{trainval,test}.txt "
+          "(or allow the download where the network answers), then: SCRATCHNET_DATA=/path/to/data make run",
+    "p3": "put CIFAR-10 under the data root as cifar10/{train,test}/<class>/*.jpg or cifar-10-batches-py/ "
+          "(or allow the download where the network answers), then: SCRATCHNET_DATA=/path/to/data make run",
+}
+
+
+@dataclass
+class Readiness:
+    """Whether a run can answer its part with the data at hand: 'answer', 'recorded' (P3 without its test
+    set: the committed weights' recorded results) or 'missing'; `detail` says why, `fix` what to do."""
+    state: str
+    detail: str
+    fix: str | None = None
+
+
+def readiness(data_dir: str | None, download: bool, retrain: bool = False) -> dict:
+    """Per problem ('p1'..'p5'), what the data root (or a download) allows; checked before any long work."""
+    from problems.common.assets import ASSETS, peppers_path
+    from problems.common.cli import data_root
+    from problems.common.downloads import download_blocker
+    root = data_root(data_dir)
+    shipped = "the copy shipped in problems/assets/" if peppers_path(data_dir).parent == ASSETS else "DATA"
+    out = {"p1": Readiness("answer", f"peppers.png from {shipped}"),
+           "p4": Readiness("answer", f"peppers.png from {shipped}; the other photos ship with scikit-image"),
+           "p5": Readiness("answer", "needs no data")}
+    for p, dataset, name in (("p2", "pets", "Oxford-IIIT Pet"), ("p3", "cifar10", "CIFAR-10")):
+        if _has(dataset, root):
+            out[p] = Readiness("answer", f"{name} found in DATA")
+            continue
+        blocker = download_blocker(dataset, download)
+        if blocker is None:
+            out[p] = Readiness("answer", f"no {name} in DATA: it will be downloaded")
+        elif p == "p3" and not retrain:
+            out[p] = Readiness("recorded", f"no {name} in DATA and {blocker}: the committed weights' recorded "
+                                           "results are shown, not re-evaluated", DATA_FIX[p])
+        else:
+            out[p] = Readiness("missing", f"no {name} in DATA and {blocker}", DATA_FIX[p])
+    return out
+
+
+def _has(dataset: str, root: Path) -> bool:
+    if dataset == "pets":
+        from problems.common.pets import have_pets
+        return have_pets(root)
+    from problems.common.cifar_download import have_cifar10
+    return have_cifar10(root)
+
+
+def problem_of(job_name: str) -> str:
+    return job_name.split("_")[0]
+
+
 @dataclass
 class Job:
     """One problem-script run: `argv` after the interpreter, the result keys it writes, and why it is
@@ -48,39 +104,40 @@ class Job:
 
 
 def _rel(path: Path) -> str:
-    """`path` relative to the repository when inside it (shorter commands), else absolute."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    """`path` relative to the repository, where the runs start (short commands, no machine folders)."""
+    return os.path.relpath(Path(path).resolve(), REPO)
 
 
 def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quick: bool = False,
-         repo: Path = REPO, seed: int = 0) -> list[Job]:
+         repo: Path = REPO, seed: int = 0, download: bool = True, ready: dict | None = None) -> list[Job]:
     """The runs behind the report, in the assignment's order.
 
     Default: P1, P2, P4 (with EOT) and P5 (with learning) run fully (P2's first run extracts the Pets
     features, about 1.5 minutes on two cores, and caches them in .cache/features/); the P3 networks are
     evaluated from the committed weights (--eval-only) and the batch-norm plot is redrawn. retrain: P3
     trains all three networks (hours on a CPU). quick: no EOT, no learning. seed: passed to every script
-    that draws random numbers (only when not 0, so the default commands stay short).
+    that draws random numbers (only when not 0, so the default commands stay short). download False:
+    P2 and P3 get --no-download. ready (from `readiness`): a part whose data is missing is skipped with
+    the reason, and P3 without its test set shows the committed weights' recorded results.
     """
     r = _rel(results)
-    data = ["--data-dir", str(data_dir)] if data_dir else []
+    data = ["--data-dir", _rel(Path(data_dir))] if data_dir else []
+    no_dl = [] if download else ["--no-download"]
+    recorded = ["--recorded-if-no-data"] if ready and ready["p3"].state == "recorded" else []
     jobs = [Job("p1", ["problems/p1_pretrained.py", "--out", f"{r}/p1", *data], ["p1"])]
 
-    jobs.append(Job("p2", ["problems/p2_transfer.py", "--out", f"{r}/p2", "--no-progress", *data], ["p2"]))
+    jobs.append(Job("p2", ["problems/p2_transfer.py", "--out", f"{r}/p2", "--no-progress", *no_dl, *data], ["p2"]))
 
     if retrain:
         jobs.append(Job("p3_both", ["problems/p3_small_cnn.py", "--model", "both", "--out", f"{r}/p3",
-                                    "--no-progress", *data], ["p3_small", "p3_small_bn", "p3_compare"]))
+                                    "--no-progress", *no_dl, *data], ["p3_small", "p3_small_bn", "p3_compare"]))
         jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--out",
-                                      f"{r}/p3/better", "--no-progress", *data], ["p3_better"]))
+                                      f"{r}/p3/better", "--no-progress", *no_dl, *data], ["p3_better"]))
     else:
         for model in ("small", "small_bn"):
             job = Job(f"p3_{model}", ["problems/p3_small_cnn.py", "--model", model, "--eval-only", "--weights",
-                                      P3_WEIGHTS[model], "--out", f"{r}/p3/{model}", "--no-progress", *data],
+                                      P3_WEIGHTS[model], "--out", f"{r}/p3/{model}", "--no-progress",
+                                      *recorded, *no_dl, *data],
                       [f"p3_{model}"])
             if not (repo / P3_WEIGHTS[model]).is_file():
                 job.skip = f"{P3_WEIGHTS[model]} is not committed yet; train it with make report RETRAIN=1"
@@ -90,7 +147,8 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
                       needs=[Path(results) / "p3/small/results.json", Path(results) / "p3/small_bn/results.json"])
         jobs.append(compare)
         better = Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--eval-only", "--weights",
-                                   P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress", *data],
+                                   P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress",
+                                   *recorded, *no_dl, *data],
                      ["p3_better"])
         if not (repo / P3_WEIGHTS["better"]).is_file():
             better.skip = f"{P3_WEIGHTS['better']} is not committed yet; train it with make report RETRAIN=1"
@@ -100,6 +158,10 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
     jobs.append(Job("p4", p4 if quick else p4 + ["--eot"], ["p4"] if quick else ["p4", "p4_eot"]))
     p5 = ["problems/p5_rnn_adder.py", "--out", f"{r}/p5"]
     jobs.append(Job("p5", p5 if quick else p5 + ["--learn"], ["p5"]))
+    for job in jobs:
+        state = ready.get(problem_of(job.name)) if ready else None
+        if state is not None and state.state == "missing" and not job.skip:
+            job.skip = state.detail
     if seed:
         for job in jobs:
             if "--compare" not in job.argv:  # the loss-curve comparison draws no random numbers

@@ -63,12 +63,17 @@ def test_defective_images_are_converted_or_skipped(tmp_path):
     np.testing.assert_allclose(got, raw * 200 / 255 + 128 * 55 / 255, atol=1.01)
 
     log = ImageReadLog()
-    with pytest.warns(UserWarning, match="skipping undecodable image"):
-        out = [log.read(img / f"{n}.jpg") for n in ["basset_hound_5", "Abyssinian_1", "Bengal_1", "Bengal_3"]]
+    assert log.skipped_line("test") is None
+    out = [log.read(img / f"{n}.jpg") for n in ["basset_hound_5", "Abyssinian_1", "Bengal_1", "Bengal_3"]]
     assert out[0] is None and all(o is not None for o in out[1:])
     s = log.summary()
     assert s["n_skipped"] == 1 and "basset_hound_5.jpg" in s["skipped"][0]
     assert s["n_converted"] == 2 and s["converted"] == {"PNG-in-.jpg": 1, "L": 1}
+    for n in range(5):                                   # many skips: one line, the first three named
+        log.read(img / "basset_hound_5.jpg")
+    line = log.skipped_line("test")
+    assert "\n" not in line and line.count("basset_hound_5.jpg") == 3 and "skipped 6 " in line
+    assert line.endswith("and 3 more (all listed in the results JSON)")
 
 
 def test_mean_per_class_accuracy_hand_example():

@@ -34,15 +34,18 @@ def mini(tmp_path):
         return load_pets(tmp_path)
 
 
-def test_features_shape_nonnegative_unit_norm_and_cache(lite0, mini, tmp_path, monkeypatch):
+def test_features_shape_nonnegative_unit_norm_and_cache(lite0, mini, tmp_path, monkeypatch, capsys):
     from problems.common import features as feat_mod
     from problems.common.pretrained import penultimate_features
     model, preprocess = lite0
     sp = mini.splits["test"]                    # 5 files: RGB/PNG-in-jpg, Bengal x2, basset_hound_5 truncated
-    with pytest.warns(UserWarning, match="skipping undecodable"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # undecodable files are reported once, not warned per file
         fs = feat_mod.cached_features(model, preprocess, sp.paths, sp.names, penultimate_features,
                                       cache_dir=tmp_path / "cache", tag="t", flip=True, batch_size=2,
                                       progress=False)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "undecodable" in ln]
+    assert err == ["warning: t: skipped 1 undecodable image(s): basset_hound_5.jpg (all listed in the results JSON)"]
     assert not fs.from_cache
     assert fs.kept.tolist() == [n != "basset_hound_5" for n in sp.names]
     assert fs.features.shape == (4, 1280) and fs.features.dtype == np.float32

@@ -76,6 +76,34 @@ def test_random_long_numbers(net, bits):
     assert sums == [a + b for a, b in pairs]
 
 
+def _old_verify_random(net, bits, count, rng):
+    """verify_random as it was before batching: each number from `bits` single draws, all pairs at once."""
+    def draw():
+        return int("".join(map(str, rng.integers(0, 2, bits))), 2)
+    pairs = [(draw(), draw()) for _ in range(count)]
+    y, _ = net.run_array(adder.encode_pairs(pairs, bits + 1))
+    return pairs, sum(adder.bits_to_int(row) != a + b for row, (a, b) in zip(y, pairs))
+
+
+@pytest.mark.parametrize("bits", [3, 7, 64, 200])
+def test_random_pairs_are_drawn_as_before_whatever_the_batch(net, bits):
+    """Batched drawing gives the same pairs from a seed as drawing number by number did (so a seed's results
+    are unchanged) and leaves the generator in the same state; a broken net's error count agrees too."""
+    broken = HardThresholdRNN.from_weights({**net.weights(), "b_h": [-0.5, -1.5, -0.5]})  # some sums wrong
+    rng_old, rng_new = np.random.default_rng(bits), np.random.default_rng(bits)
+    pairs, errors = _old_verify_random(broken, bits, 50, rng_old)
+    seen = []
+    run_array = broken.run_array
+    broken.run_array = lambda x: (seen.append(x.copy()), run_array(x))[1]
+    res = adder.verify_random(broken, bits, 50, rng_new, batch_cells=7 * (bits + 1) + 3)  # batches of 7 pairs
+    assert res == {"bits": bits, "pairs_checked": 50, "errors": errors}
+    assert len(seen) == 8 and 0 < errors <= 50
+    x = np.concatenate(seen)
+    assert [(adder.bits_to_int(r[:, 0]), adder.bits_to_int(r[:, 1])) for r in x] == pairs
+    assert rng_new.integers(0, 2**62) == rng_old.integers(0, 2**62)
+    assert adder.verify_random(net, bits, 0, rng_new) == {"bits": bits, "pairs_checked": 0, "errors": 0}
+
+
 def test_all_lengths_proof(net):
     proof = adder.prove_all_lengths(net)
     assert proof["ok"], proof["reason"]

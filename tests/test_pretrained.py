@@ -89,3 +89,42 @@ def test_class_lookup():
 def test_unknown_model_one_line():
     with pytest.raises(UserError, match="tf_efficientnet_lite0"):
         P.load_pretrained("definitely_not_a_model")
+
+
+def _ordinary_images():
+    """Photos (landscape and portrait, PNG and JPEG), a tiny 7x5 image and a grayscale one."""
+    from problems.common.cli import data_root
+    images = {name: Image.open(os.path.join(SK, name)) for name in ("coffee.png", "chelsea.png", "rocket.jpg")}
+    peppers = data_root(None) / "peppers.png"
+    if peppers.exists():
+        images["peppers.png"] = Image.open(peppers)
+    rng = np.random.default_rng(7)
+    images["7x5"] = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    images["portrait 300x451 L"] = Image.fromarray(rng.integers(0, 256, (451, 300), dtype=np.uint8))
+    images["chelsea transposed"] = images["chelsea.png"].transpose(Image.Transpose.TRANSPOSE)
+    return images
+
+
+@pytest.mark.parametrize("resize,crop,interpolation", [(256, 224, "bicubic"), (274, 240, "bicubic"),
+                                                       (297, 260, "bicubic"), (232, 224, "bilinear")])
+def test_preprocessing_is_bit_identical_to_the_plain_recipe(resize, crop, interpolation):
+    """Ordinary images give exactly the network input of the plain recipe (resize whole, then crop)."""
+    norm = P.Normalize((0.5,) * 3, (0.5,) * 3)
+    pre = P.Preprocess(P.Geometric(resize, crop, interpolation), norm)
+    for name, im in _ordinary_images().items():
+        x = pre(im)
+        assert x.shape == (3, crop, crop), name
+        assert torch.equal(x, norm(P._reference(im, resize, crop, interpolation))), name
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_windowed_resize_agrees_with_the_plain_recipe(interpolation):
+    """The bounded path (forced here on thin strips of photos) matches resizing the whole image up to
+    rounding: PIL takes the resize box as float32 and may order its two passes differently."""
+    for name in ("coffee.png", "rocket.jpg"):
+        a = np.asarray(P.load_image_rgb(os.path.join(SK, name)))
+        for strip in (a[100:104], a[:, 100:104], a[50:58], a[:, 50:58]):
+            im = Image.fromarray(np.ascontiguousarray(strip))
+            got = np.asarray(P.Geometric(256, 224, interpolation, max_resized_pixels=1)(im)).astype(int)
+            want = np.asarray(P._reference(im, 256, 224, interpolation)).astype(int)
+            assert np.abs(got - want).max() <= 1 and (got != want).mean() < 0.01, (name, strip.shape)

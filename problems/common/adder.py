@@ -20,6 +20,8 @@ from scratchnet.rnn import HardThresholdRNN
 
 WEIGHT_KEYS = ("U", "W", "b_h", "v", "b_y", "h_0")
 EXAMPLE = ("100111", "110010")  # the assignment's example, binary, most significant bit first
+# verify_random's batch size in (pair x step) cells: a batch's arrays take about 40 MB, whatever the pair count
+RANDOM_BATCH_CELLS = 1 << 19
 
 
 # ----------------------------------------------------------------------------------------- encoding
@@ -158,14 +160,34 @@ def verify_exhaustive(net: HardThresholdRNN, bits: int, chunk: int = 1 << 16) ->
     return {"verified_bits": bits, "pairs_checked": total, "errors": errors, "first_error": first_error}
 
 
-def verify_random(net: HardThresholdRNN, bits: int, count: int, rng) -> dict:
-    """`count` random pairs of `bits`-bit numbers (any size) against Python integer addition."""
-    def draw() -> int:
-        return int("".join(map(str, rng.integers(0, 2, bits))), 2)
-    pairs = [(draw(), draw()) for _ in range(count)]
-    sums, *_ = add(net, pairs)
-    errors = sum(s != a + b for s, (a, b) in zip(sums, pairs))
+def verify_random(net: HardThresholdRNN, bits: int, count: int, rng, batch_cells: int = RANDOM_BATCH_CELLS) -> dict:
+    """`count` random pairs of `bits`-bit numbers (any size) against Python integer addition, T = bits + 1.
+
+    Each number is `bits` draws of rng.integers(0, 2), most significant first, a then b, pair by pair. The
+    pairs go through the net in batches of about `batch_cells` (pair x step) cells, so memory does not grow
+    with `count`; drawing a batch as one (n, 2, bits) array consumes the generator exactly as drawing the
+    numbers one by one does, so a seed gives the same pairs whatever the batch size.
+    """
+    if count < 0:
+        raise ValueError(f"verify_random: count must be >= 0, got {count}")
+    per_batch = max(1, batch_cells // (bits + 1))
+    errors = sum(_random_batch_errors(net, bits, min(per_batch, count - start), rng)
+                 for start in range(0, count, per_batch))
     return {"bits": bits, "pairs_checked": count, "errors": int(errors)}
+
+
+def _random_batch_errors(net: HardThresholdRNN, bits: int, n: int, rng) -> int:
+    """verify_random's work on n pairs; a function of its own so a batch's arrays are freed before the next."""
+    drawn = rng.integers(0, 2, (n, 2, bits))  # (pair, a/b, bit), most significant bit first
+    x = np.zeros((n, bits + 1, 2), dtype=net.U.dtype)  # the last step (0, 0) emits the final carry
+    x[:, :bits, :] = drawn[:, :, ::-1].transpose(0, 2, 1)
+    del drawn
+    y, _ = net.run_array(x)
+    # a, b and the net's sum as little-endian bytes -> Python ints: the oracle is Python's addition
+    a, b, s = (map(bytes, np.packbits(v.astype(np.uint8), axis=1, bitorder="little"))
+               for v in (x[..., 0], x[..., 1], y))
+    return sum(int.from_bytes(ra, "little") + int.from_bytes(rb, "little") != int.from_bytes(rs, "little")
+               for ra, rb, rs in zip(a, b, s))
 
 
 def cell_cases(net: HardThresholdRNN, h_prev) -> list[dict]:

@@ -7,14 +7,12 @@ download host answers, torchvision's dataset code fetches and unpacks the offici
 """
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from scratchnet.data.cifar import PICKLE_DIR, TREE_DIR, DatasetError, find_dataset_dir, load_cifar10
 
 from .cli import UserError
-
-DOWNLOAD_HOST = "www.cs.toronto.edu"  # where torchvision's CIFAR10 downloads cifar-10-python.tar.gz
+from .downloads import HOSTS, network_reachable, obtainable
 
 
 def expected_layouts(root) -> str:
@@ -23,13 +21,22 @@ def expected_layouts(root) -> str:
             "(train/<class>/*.jpg|png, test/<class>/*)")
 
 
-def network_reachable(host: str = DOWNLOAD_HOST, port: int = 443, timeout: float = 5.0) -> bool:
-    """True if a TCP connection to host:port opens within `timeout` seconds (DNS included)."""
+def _missing(root: Path) -> str:
+    return f"no CIFAR-10 under data root {root}: expected {expected_layouts(root)}"
+
+
+def have_cifar10(root) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
+        find_dataset_dir(Path(root).expanduser())
+        return True
+    except DatasetError:
         return False
+
+
+def cifar10_obtainable(root, download: bool = True) -> str | None:
+    """None if CIFAR-10 is under `root` or can be downloaded now; else why not (one line)."""
+    root = Path(root).expanduser()
+    return obtainable(have_cifar10(root), "cifar10", _missing(root), download)
 
 
 def _torchvision_download(root: Path) -> None:
@@ -46,10 +53,10 @@ def ensure_cifar10(root, download: bool = True) -> Path:
         return find_dataset_dir(root)[1]
     except DatasetError:
         pass
-    where = f"no CIFAR-10 under data root {root}: expected {expected_layouts(root)}"
+    where = _missing(root)
     if not download:
-        raise UserError(f"{where}; pass --data-dir to a root that has one")
-    if not network_reachable():
+        raise UserError(f"{where}, and downloads are off (--no-download); pass --data-dir to a root that has one")
+    if not network_reachable(HOSTS["cifar10"]):
         raise UserError(f"{where}, and the network is unreachable for the download; "
                         "pass --data-dir (or set $SCRATCHNET_DATA) to a root that has one")
     try:

@@ -22,10 +22,31 @@ class UserError(Exception):
     """A problem with the user's input (missing file, bad flag value, missing dataset): exit 2, one line."""
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def data_root(arg: str | None) -> Path:
     """The data root: --data-dir if given, else $SCRATCHNET_DATA, else ./data."""
     root = arg or os.environ.get(DATA_ENV) or "data"
     return Path(root).expanduser()
+
+
+def portable_path(path, data_dir: str | None = None) -> str:
+    """`path` as results files and reports store it, free of this machine's folders: from the package on
+    for a file inside an installed package, relative to the repository when inside it, 'DATA/...' inside the
+    data root, as given when relative, else its name."""
+    path = Path(path).expanduser()
+    absolute = path.resolve()
+    if "site-packages" in absolute.parts:   # a file shipped in a package: from the package's folder on
+        parts = absolute.parts
+        return "/".join(parts[len(parts) - parts[::-1].index("site-packages"):])
+    for base, prefix in ((REPO, ""), (data_root(data_dir).resolve(), "DATA/")):
+        try:
+            rel = absolute.relative_to(base).as_posix()
+        except ValueError:
+            continue
+        return prefix + rel if rel != "." else (prefix.rstrip("/") or ".")
+    return path.as_posix() if not path.is_absolute() else path.name
 
 
 def _path_arg(text: str, what: str) -> Path:
@@ -108,9 +129,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def portable_text(text: str, data_dir: str | None = None) -> str:
+    """A message about the data root with the root written as DATA (for results files and reports)."""
+    root = data_root(data_dir)
+    for form in {str(root.resolve()), str(root)}:
+        text = text.replace(f"{form}/", "DATA/").replace(form, "DATA")
+    return text
+
+
 def command_line() -> str:
-    """The exact command line that started this process, for the results JSON."""
-    return " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    """The command line that started this process, for the results JSON; absolute paths in it are
+    written as portable_path gives them (the repository's or the data root's files stay findable)."""
+    args = sys.argv[1:]
+    data_dir = next((v for f, v in zip(args, args[1:]) if f == "--data-dir"), None)
+    data_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--data-dir=")), data_dir)
+
+    def portable(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return flag + eq + portable_path(value, data_dir) if os.path.isabs(value) else arg
+    argv = [portable_path(sys.argv[0])] + [portable(a) for a in args]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def positive_int(text: str) -> int:

@@ -97,6 +97,9 @@ def extract_features(model, preprocess, paths, penultimate, *, batch_size: int =
             bar.set_postfix_str(f"{bar.n / max(time.perf_counter() - t0, 1e-9):.1f} img/s", refresh=False)
     bar.close()
     seconds = time.perf_counter() - t0
+    line = log.skipped_line(desc)
+    if line:
+        print(line, file=sys.stderr)
     def cat(c):
         return np.concatenate(c).astype(np.float32) if c else np.zeros((0, 0), np.float32)
     return cat(chunks), (cat(flip_chunks) if flip else None), kept, log, seconds

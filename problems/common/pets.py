@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from problems.common.cli import UserError
+from problems.common.downloads import obtainable
 
 SPLITS = ("trainval", "test")
 ROOT_NAMES = ("pets", "oxford-iiit-pet")
@@ -89,9 +90,25 @@ def find_pets_root(data_root: Path) -> Path:
     for c in candidates:
         if (c / "annotations" / "trainval.txt").is_file() and (c / "images").is_dir():
             return c
-    raise UserError(f"Oxford-IIIT Pet not found under {data_root}: expected "
-                    f"{data_root}/pets/ (or oxford-iiit-pet/) with images/ and annotations/trainval.txt, "
-                    "test.txt; set --data-dir or $SCRATCHNET_DATA")
+    raise UserError(f"{_missing(data_root)}; set --data-dir or $SCRATCHNET_DATA")
+
+
+def _missing(data_root: Path) -> str:
+    return (f"Oxford-IIIT Pet not found under {data_root}: expected {data_root}/pets/ (or oxford-iiit-pet/) "
+            "with images/ and annotations/trainval.txt, test.txt")
+
+
+def have_pets(data_root: Path) -> bool:
+    try:
+        find_pets_root(data_root)
+        return True
+    except UserError:
+        return False
+
+
+def pets_obtainable(data_root: Path, download: bool = True) -> str | None:
+    """None if Oxford-IIIT Pet is under the data root or can be downloaded now; else why not (one line)."""
+    return obtainable(have_pets(data_root), "pets", _missing(data_root), download)
 
 
 def download_pets(data_root: Path) -> Path:
@@ -202,6 +219,8 @@ def open_rgb(path: Path) -> tuple[Image.Image, str | None]:
     Returns (image, note): note is None for a plain RGB JPEG, else what was converted, e.g.
     'PNG-in-.jpg RGBA'. Raises BadImage for files that cannot be decoded (truncated or corrupt).
     """
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # weasyprint sets it True for the whole process on import
     try:
         with Image.open(path) as im:
             fmt, mode = im.format, im.mode
@@ -212,6 +231,8 @@ def open_rgb(path: Path) -> tuple[Image.Image, str | None]:
                 rgb = im.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImage(f"{Path(path).name}: {type(e).__name__}: {e}") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
     notes = []
     if fmt != "JPEG" and Path(path).suffix.lower() in (".jpg", ".jpeg"):
         notes.append(f"{fmt}-in-.jpg")
@@ -228,17 +249,26 @@ class ImageReadLog:
     skipped: list[str] = field(default_factory=list)        # "name: reason"
 
     def read(self, path: Path):
-        """open_rgb(path) that records the outcome; returns None (and warns) for an undecodable file."""
+        """open_rgb(path) that records the outcome; returns None for an undecodable file (skipped_line
+        reports them all at once)."""
         try:
             img, note = open_rgb(path)
         except BadImage as e:
             self.skipped.append(str(e))
-            warnings.warn(f"skipping undecodable image ({len(self.skipped)} so far): {e}", stacklevel=2)
             return None
         if note:
             self.converted[note] += 1
             self.converted_files.append(f"{Path(path).name}: {note}")
         return img
+
+    def skipped_line(self, what: str, shown: int = 3) -> str | None:
+        """One line naming the undecodable files (the first `shown` of them), or None when there were none."""
+        if not self.skipped:
+            return None
+        names = [s.split(":", 1)[0] for s in self.skipped]
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return (f"warning: {what}: skipped {len(names)} undecodable image(s): {', '.join(names[:shown])}{more} "
+                "(all listed in the results JSON)")
 
     def summary(self) -> dict:
         return {"converted": dict(self.converted), "converted_files": self.converted_files,

@@ -49,6 +49,7 @@ for that model: bicubic resize of the short side to 256 (224 / 0.875), centre cr
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from pathlib import Path
 
@@ -152,21 +153,75 @@ class Normalize:
         return _Norm()
 
 
-class Geometric:
-    """Resize the short side to `resize` (bicubic by default) then centre-crop `crop` x `crop`: PIL -> PIL."""
+_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+_FILTER_SUPPORT = {"bicubic": 2.0, "bilinear": 1.0}  # PIL's filter radius, in pixels of the coarser grid
 
-    def __init__(self, resize: int, crop: int, interpolation: str = "bicubic"):
+# Geometric resizes the whole image only while the resized image has at most this many pixels (aspect ratios
+# up to 64:1 at a short side of 256); beyond, it resamples just the window the centre crop keeps, since a
+# 6000x1 image would otherwise become a 1,536,000x256 intermediate
+MAX_RESIZED_PIXELS = 1 << 22
+
+
+def _plan(w: int, h: int, resize: int, crop: int):
+    """The full resize (nw, nh) of a w x h image (short side -> resize) and the crop's corner (left, top)."""
+    s = resize / min(w, h)
+    nw, nh = max(crop, round(w * s)), max(crop, round(h * s))
+    return nw, nh, (nw - crop) // 2, (nh - crop) // 2
+
+
+def _reference(im: Image.Image, resize: int, crop: int, interpolation: str = "bicubic") -> Image.Image:
+    """The plain recipe Geometric follows: resize the whole image, then crop. Kept so tests can check that
+    Geometric still gives these exact pixels for ordinary images."""
+    im = to_rgb(im)
+    w, h = im.size
+    s = resize / min(w, h)
+    nw, nh = max(crop, round(w * s)), max(crop, round(h * s))
+    im = im.resize((nw, nh), _RESAMPLE[interpolation])
+    left, top = (nw - crop) // 2, (nh - crop) // 2
+    return im.crop((left, top, left + crop, top + crop))
+
+
+def _source_window(n_out: int, n_src: int, start: int, crop: int, support: float):
+    """Along one axis of a resize of n_src pixels to n_out: the source pixels [c0, c1) that output pixels
+    [start, start + crop) read (filter support plus a margin) and those outputs' box (b0, b1) within them."""
+    scale = n_src / n_out
+    margin = math.ceil(support * max(scale, 1.0)) + 2
+    x0, x1 = start * scale, min((start + crop) * scale, n_src)
+    c0, c1 = max(0, math.floor(x0) - margin), min(n_src, math.ceil(x1) + margin)
+    return c0, c1, x0 - c0, x1 - c0
+
+
+class Geometric:
+    """Resize the short side to `resize` (bicubic by default) then centre-crop `crop` x `crop`: PIL -> PIL.
+
+    Ordinary images are resized whole and cropped (exactly `_reference`). When the resized image would
+    exceed MAX_RESIZED_PIXELS (an extreme aspect ratio), only the long side's window that the crop keeps is
+    resampled, with PIL's resize box over a cut-out of the source: memory and time then stay bounded, and
+    the pixels match the whole-image resize up to rounding (PIL takes the box as float32, and it may order
+    its two passes differently on the smaller region).
+    """
+
+    def __init__(self, resize: int, crop: int, interpolation: str = "bicubic",
+                 max_resized_pixels: int = MAX_RESIZED_PIXELS):
         self.resize, self.crop, self.interpolation = int(resize), int(crop), interpolation
+        self.max_resized_pixels = int(max_resized_pixels)
 
     def __call__(self, im: Image.Image) -> Image.Image:
         im = to_rgb(im)
         w, h = im.size
-        s = self.resize / min(w, h)
-        nw, nh = max(self.crop, round(w * s)), max(self.crop, round(h * s))
-        resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[self.interpolation]
-        im = im.resize((nw, nh), resample)
-        left, top = (nw - self.crop) // 2, (nh - self.crop) // 2
-        return im.crop((left, top, left + self.crop, top + self.crop))
+        nw, nh, left, top = _plan(w, h, self.resize, self.crop)
+        resample = _RESAMPLE[self.interpolation]
+        if nw * nh <= self.max_resized_pixels:
+            im = im.resize((nw, nh), resample)
+            return im.crop((left, top, left + self.crop, top + self.crop))
+        support = _FILTER_SUPPORT[self.interpolation]
+        if nw >= nh:  # wide: window the columns, resize the (short) height whole, then crop the rows
+            c0, c1, b0, b1 = _source_window(nw, w, left, self.crop, support)
+            im = im.crop((c0, 0, c1, h)).resize((self.crop, nh), resample, box=(b0, 0, b1, h))
+            return im.crop((0, top, self.crop, top + self.crop))
+        c0, c1, b0, b1 = _source_window(nh, h, top, self.crop, support)
+        im = im.crop((0, c0, w, c1)).resize((nw, self.crop), resample, box=(0, b0, w, b1))
+        return im.crop((left, 0, left + self.crop, self.crop))
 
 
 class Preprocess:
