@@ -19,14 +19,21 @@ im2col + GEMM (scratchnet.kernels.conv.WINOGRAD = False), in the same alternatin
 count direct convolution's FLOPs: `conv_gemm_share` is therefore an effective share and can pass 1.0 with
 Winograd; `conv_gemm_share_im2col` (im2col, which does all those FLOPs) is the real share of GEMM speed.
 Two PyTorch figures: `torch_ms` is timed in the same process as scratchnet, so it runs under the
-glibc malloc setting that scratchnet's CPU kernels switch on (scratchnet/parallel.py: freed memory is
-kept, big arrays are not re-mmap'd each step), which speeds PyTorch up too; `torch_default_malloc_ms` is
+glibc malloc setting that scratchnet.cpu.tune() switches on (freed memory is kept, big arrays are not
+re-mmap'd each step), which speeds PyTorch up too; `torch_default_malloc_ms` is
 PyTorch timed alone in a fresh process that never runs a scratchnet kernel, i.e. PyTorch as a user gets it.
 `ratio` divides by the first (same conditions for both); `ratio_vs_torch_default_malloc` by the second.
 Run it on a quiet machine: anything else on the two cores makes both numbers lie. Even so, single
 steps on this project's VM range from 126 to 207 ms for a median of 136 (the batch-norm CNN, 40 steps in
 a row), so each side gets 8 rounds of 3 timed steps by default (4 for the big-batch nets); with 4 rounds,
 repeated runs of the batch-norm CNN gave ratios from 0.91 to 1.02.
+
+    python bench/train_step.py --no-tune [--nets small small_bn]
+
+runs everything without scratchnet.cpu.tune() (the process-wide single-threaded BLAS and glibc malloc
+setting that the P3 scripts and this bench switch on by default; the OpenBLAS kernel choice is still made:
+SCRATCHNET_BLAS_TUNING=0 skips it) and writes bench/results/train_step_untuned.json: run with and
+without, back to back, to measure what the step loses without it (`tuned` in the JSON says which it was).
 
     python bench/train_step.py --backend cupy          (on a machine with an NVIDIA GPU and CuPy)
 
@@ -55,8 +62,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scratchnet as sn  # noqa: E402, I001 - before numpy: its OpenBLAS kernel choice (scratchnet/cpu_blas.py)
+from scratchnet import cpu  # noqa: E402, I001 - standard library only: numpy is not loaded yet
 
+cpu.choose_openblas_kernels()  # before numpy loads, which is when OpenBLAS reads it (scratchnet.cpu)
+
+import scratchnet as sn  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -475,9 +485,11 @@ def main():
                    help="threads for both: torch's intra-op pool and scratchnet's CPU kernels (scratchnet.parallel)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="numpy: scratchnet vs PyTorch CPU; cupy: scratchnet-cupy vs PyTorch CUDA (GPU machines)")
-    p.add_argument("--out", type=output_file, help="results JSON (default bench/results/train_step.json, or "
-                   "train_step_cupy.json with --backend cupy)")
+    p.add_argument("--out", type=output_file, help="results JSON (default bench/results/train_step.json, "
+                   "train_step_untuned.json with --no-tune, train_step_cupy.json with --backend cupy)")
     p.add_argument("--seed", type=seed_value, default=0, help="seed of the nets' weights and the random batch (default 0)")
+    p.add_argument("--no-tune", action="store_true", help="leave the process untuned: no scratchnet.cpu.tune() "
+                   "(BLAS held at one thread only inside scratchnet's threaded calls, glibc's default malloc)")
     p.add_argument("--torch-alone", choices=[n for n in NETS if n != "better"], help="internal: time only "
                    "PyTorch's step for this net, --rounds timed steps, and print it as JSON")
     args = p.parse_args()
@@ -494,11 +506,13 @@ def main():
         print(json.dumps({"torch_ms": statistics.median(timed(step) for _ in range(args.rounds)) * 1000}))
         return
     parallel.set_num_threads(args.threads)
-    peak = matmul_gflops()
+    peak = matmul_gflops()  # before tune(): the GEMM yardstick uses every core
+    if not args.no_tune:
+        cpu.tune()
     print(f"numpy float32 matmul (2048^3): {peak:.0f} GFLOP/s, OpenBLAS kernels {openblas_kernels()}; "
           f"threads: torch {torch.get_num_threads()}, "
-          f"scratchnet {parallel.num_threads()}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"scratchnet {parallel.num_threads()}; process tuning (scratchnet.cpu.tune) "
+          f"{'off' if args.no_tune else 'on'}; load average {os.getloadavg()[0]:.2f}")
     rows = []
     for name in args.nets:
         net, batch, x, y = bench_input(name, args.seed)
@@ -544,8 +558,9 @@ def main():
     meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "openblas_kernels": openblas_kernels(),
             "threads": args.threads, "seed": args.seed, "timing": "median of steps timed in alternating rounds",
+            "tuned": not args.no_tune,
             "load_average_at_start": os.getloadavg()[0]}
-    write_rows(args.out or RESULTS / "train_step.json", rows, meta)
+    write_rows(args.out or RESULTS / ("train_step_untuned.json" if args.no_tune else "train_step.json"), rows, meta)
 
 
 if __name__ == "__main__":

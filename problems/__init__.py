@@ -1,2 +1,6 @@
 """The assignment's problems P1-P5: thin scripts over scratchnet (and PyTorch where pretrained nets are needed)."""
-import scratchnet  # noqa: F401 - first, so that its OpenBLAS kernel choice comes before numpy loads (cpu_blas)
+from scratchnet import cpu as _cpu
+
+# The problem scripts and the report driver are programs, not a library: they choose numpy's OpenBLAS
+# kernels before anything loads numpy (scratchnet.cpu says why), and their child processes inherit it.
+_cpu.choose_openblas_kernels()

@@ -33,6 +33,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scratchnet import cpu  # noqa: E402 - standard library only: numpy is not loaded yet
+
+cpu.choose_openblas_kernels()  # before numpy loads, which is when OpenBLAS reads it (scratchnet.cpu)
+
 from problems.common.cli import UserError, add_common_args, command_line, positive_float, positive_int, run_main
 from scratchnet.io import write_json
 
@@ -166,6 +170,8 @@ def main(argv=None):
     if args.backend == "cupy":
         from scratchnet.backend import array_module
         array_module("cupy")  # fail fast, one line, before loading data
+    else:
+        cpu.tune()  # a run of scratchnet's CPU kernels: process-wide BLAS and malloc tuning (scratchnet.cpu)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_data(args)
     if len(data.train_y) < args.batch_size:

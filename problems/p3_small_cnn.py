@@ -22,10 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratchnet import cpu  # noqa: E402 - standard library only: numpy is not loaded yet
+
+cpu.choose_openblas_kernels()  # before numpy loads, which is when OpenBLAS reads it (scratchnet.cpu)
+
+import numpy as np  # noqa: E402
 
 from problems.common.cli import (UserError, add_common_args, command_line, data_root, fraction_below_one,
                                  portable_path, portable_text, positive_float, positive_int, run_main)
@@ -464,6 +468,8 @@ def main(argv=None):
     if args.compare:
         compare(args.compare, args.out)
         return 0
+    if args.backend == "numpy":
+        cpu.tune()  # a run of scratchnet's CPU kernels: process-wide BLAS and malloc tuning (scratchnet.cpu)
     check_inputs(args)
     if args.eval_only and args.recorded_if_no_data:
         from problems.common.cifar_download import cifar10_obtainable

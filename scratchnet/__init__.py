@@ -8,14 +8,33 @@ Layers of the library, bottom up:
     nn          Modules with parameters (Conv2d, BatchNorm2d, Linear, Sequential, ...)
     optim       SGD / Adam / AdamW, learning-rate schedules, gradient clipping
     rnn         the hard-threshold RNN of the binary-adder problem
-    parallel    CPU threads for the heavy kernels; cpu_blas: which OpenBLAS kernels numpy uses
+    parallel    CPU threads for the heavy kernels
+    cpu         opt-in process-wide tuning for training programs (OpenBLAS kernels, BLAS threads, malloc)
+
+Importing scratchnet changes nothing outside it, and loads its modules (and numpy) only when first used
+(`scratchnet.nn`, `from scratchnet import Tensor`): `from scratchnet import cpu` must be possible before
+numpy is imported (scratchnet.cpu says why).
 """
-from .cpu_blas import choose_openblas_kernels
-
-choose_openblas_kernels()  # before anything imports numpy: OpenBLAS reads it once, when numpy loads it
-
-from . import backend, functional, io, kernels, nn, optim, rnn  # noqa: E402, F401
-from .autograd import Function, Tensor, is_grad_enabled, no_grad  # noqa: E402, F401
-from .backend import get_array_module, set_default_dtype  # noqa: E402, F401
+import importlib
 
 __version__ = "0.1.0"
+
+_SUBMODULES = ("autograd", "backend", "cpu", "functional", "io", "kernels", "nn", "optim", "parallel", "rnn")
+_NAMES = {"Function": "autograd", "Tensor": "autograd", "is_grad_enabled": "autograd", "no_grad": "autograd",
+          "get_array_module": "backend", "set_default_dtype": "backend"}
+__all__ = [*_SUBMODULES, *_NAMES]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

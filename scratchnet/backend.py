@@ -98,12 +98,11 @@ def strided_view(x, shape, strides):
 class GPUKernel:
     """A fused element-wise GPU kernel (CuPy's ElementwiseKernel), compiled on first call.
 
-    Why: every CuPy array operation is one kernel launch, and each costs the host Python and CUDA
-    driver time (measured on an H200 machine: the small CNN's 178 launches took 3.1 ms of host time per
-    step, Python included, while its kernels ran for 2.1 ms). A formula of ten operations is ten launches and ten passes over memory; as
-    one kernel it is one of each. Ops whose small-batch GPU steps were bound by launches (measured on an
-    H200: 178 launches per step of the small CNN, 328 with batch norm) use these on the GPU; on the
-    CPU they run their NumPy formulation, which the tests check these kernels against.
+    Why: every CuPy array operation is one kernel launch, and each costs host time (Python and the CUDA
+    driver); a small network's step can spend longer issuing its launches than the GPU spends running
+    them. A formula of ten operations is ten launches and ten passes over memory; as one kernel it is one
+    of each. Launch-bound ops use these on the GPU; on the CPU they run their NumPy formulation, which
+    the tests check these kernels against.
 
     in_params/out_params/operation as for cupy.ElementwiseKernel: typed names ("T x, T mu"), and a CUDA C
     statement per element that reads the inputs and assigns the outputs (outputs may also be read:

@@ -10,31 +10,18 @@ Deterministic: chunk k always goes to worker k mod T, and the callers add per-wo
 worker order, so the same thread count gives the same bits on every run.
 On a GPU (cupy arrays) everything runs in order on the calling thread: the GPU is the parallel part.
 
-From the first threaded call until `set_num_threads(1)`, numpy's BLAS runs single-threaded in the whole
-process (the BLAS libraries loaded by then; your own numpy work in that time too): scratchnet splits its
-GEMMs itself, and a multi-threaded BLAS call anywhere (a linear layer, batch norm's sums) leaves
-OpenBLAS's worker threads spin-waiting for more work for a while afterwards, fighting our threads for the
-cores (measured: with batch norm's sums on a 2-thread BLAS, the batch-norm CNN's step took 1.5x as long).
-
-Memory: numpy takes every array from malloc, and glibc hands big ones out as fresh mmap'd pages and
-unmaps them on free, so each training step page-faults its activations in again (~6000 faults and ~30 ms
-of kernel time per step of the small CNN at batch 128). On first use the CPU kernels tell glibc not to
-mmap (M_MMAP_MAX = 0) and to trim the top of its heap only past 2 GB of free space (`mallopt`), so the
-main thread's big arrays come from the heap and freed ones are reused (measured once the Winograd
-kernels had landed, in separate processes taking turns, median of 20 steps (5 for airbench): the small
-CNN's step 135-157 ms without it, 121-131 ms with it; the airbench-style step 4.2 s without, 3.3-3.5 s
-with). The price: freed memory stays with the process (the peak of a run stays resident) instead of
-going back to the system. Worker threads keep their temporaries small (blocks of a few MB), which their
-own malloc arenas serve without faults. $SCRATCHNET_MALLOC_TUNING=0 leaves malloc alone.
+While the workers run, the BLAS is held at one thread (a threadpoolctl limit, restored when the call
+returns; nothing to do when it runs one thread already): the workers are the parallel part then.
+Outside these calls the BLAS is left as it was; scratchnet.cpu.tune() makes the cap process-wide.
 
 The thread count is `len(os.sched_getaffinity(0))` (the cores this process may use), or
 $SCRATCHNET_NUM_THREADS, or `set_num_threads(n)`; 1 turns the threads off.
 """
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
-import platform
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -42,10 +29,11 @@ from .backend import BackendError, on_cpu
 
 _num_threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
-_blas_limit = None                # threadpoolctl's limiter holding the BLAS at 1 thread while ours run
-_malloc_tuned = False            # set once glibc's allocator has been told to keep freed memory
+_blas = None                      # threadpoolctl's controller of the BLAS libraries, made when first needed
+_hold_blas = False                # cpu.tune() asked for the BLAS at one thread process-wide while ours run
+_process_blas_limit = None        # the threadpoolctl limiter holding it there (while the thread count is > 1)
 _in_worker = threading.local()    # set inside pool threads: a nested call runs in order instead of deadlocking
-_lock = threading.Lock()          # guards creating and replacing the pool
+_lock = threading.Lock()          # guards creating and replacing the pool and the process-wide limit
 
 
 def _default_threads() -> int:
@@ -74,47 +62,65 @@ def num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use n threads in the CPU kernels (1 = run everything on the calling thread, BLAS as it was)."""
-    global _num_threads, _pool, _blas_limit
+    global _num_threads, _pool
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
     with _lock:
         if _pool is not None and int(n) != _num_threads:
             _pool.shutdown(wait=True)
             _pool = None
-        if _blas_limit is not None and int(n) == 1:
-            _blas_limit.restore_original_limits()
-            _blas_limit = None
         _num_threads = int(n)
+        _apply_process_blas_limit()
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        first_import = "threadpoolctl" not in sys.modules and "KMP_DUPLICATE_LIB_OK" not in os.environ
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - only the threaded CPU path needs it
+        if first_import:  # threadpoolctl sets this when imported; scratchnet leaves the environment as it was
+            os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def blas_single_threaded():
+    """A context manager holding every BLAS at one thread while it lasts, restored afterwards; a no-op
+    (and nearly free) when they run one thread already, e.g. after scratchnet.cpu.tune()."""
+    blas = _blas_controller()
+    if all((lib.num_threads or 1) <= 1 for lib in blas.lib_controllers):
+        return contextlib.nullcontext()
+    return blas.limit(limits=1)
+
+
+def hold_blas_single_threaded() -> None:
+    """From now on, process-wide: every BLAS at one thread whenever the thread count is above 1 (lifted
+    while it is 1). scratchnet.cpu.tune() calls this; its module docstring says why."""
+    global _hold_blas
+    with _lock:
+        _hold_blas = True
+        _apply_process_blas_limit()
+
+
+def _apply_process_blas_limit():
+    """Set or lift the process-wide limit to match _hold_blas and the thread count (under _lock)."""
+    global _process_blas_limit
+    want = _hold_blas and num_threads() > 1
+    if want and _process_blas_limit is None:
+        _process_blas_limit = _blas_controller().limit(limits=1)
+    elif not want and _process_blas_limit is not None:
+        _process_blas_limit.restore_original_limits()
+        _process_blas_limit = None
 
 
 def _start_threads():
-    """The worker pool, created on first use, and the process-wide single-threaded BLAS (see above)."""
-    global _pool, _blas_limit
+    """The worker pool, created on first use."""
+    global _pool
     with _lock:
-        if _blas_limit is None:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - only the threaded CPU path needs it
-            _blas_limit = ThreadpoolController().select(user_api="blas").limit(limits=1)
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="scratchnet",
                                        initializer=_mark_worker)
         return _pool
-
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h> mallopt parameters
-KEEP_FREED_BYTES = 2 ** 31 - 1         # mallopt takes an int: keep up to 2 GB of freed heap memory
-
-
-def _tune_malloc() -> None:
-    """Once per process, on glibc: no mmap for big arrays, and keep freed memory (see the module docstring)."""
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
-    if os.environ.get("SCRATCHNET_MALLOC_TUNING", "1") == "0" or platform.libc_ver()[0] != "glibc":
-        return
-    libc = ctypes.CDLL(None)
-    libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
 
 
 def _mark_worker():
@@ -130,8 +136,6 @@ def for_each_chunk(xp, ranges, fn) -> int:
     A worker's exception is re-raised in the caller.
     """
     threads = min(num_threads(), len(ranges))
-    if on_cpu(xp):
-        _tune_malloc()
     if threads <= 1 or not on_cpu(xp) or getattr(_in_worker, "active", False):
         for lo, hi in ranges:
             fn(lo, hi, 0)
@@ -142,8 +146,9 @@ def for_each_chunk(xp, ranges, fn) -> int:
         for lo, hi in ranges[k::threads]:
             fn(lo, hi, k)
 
-    futures = [pool.submit(work, k) for k in range(threads)]
-    wait(futures)  # every worker has stopped writing before anything, even an error, reaches the caller
+    with blas_single_threaded():
+        futures = [pool.submit(work, k) for k in range(threads)]
+        wait(futures)  # every worker has stopped writing before anything, even an error, reaches the caller
     for f in futures:
         f.result()  # re-raises the first worker's exception, in worker order
     return threads

@@ -1,15 +1,11 @@
 """CPU threads (scratchnet.parallel): the scheduling contract, determinism, and every threaded kernel
-against its single-threaded reference with the threaded path forced on small arrays."""
-import os
-import subprocess
-import sys
-import textwrap
+against its single-threaded reference with the threaded path forced on small arrays. What the threads do
+to the BLAS and to malloc, with and without scratchnet.cpu.tune(): tests/test_cpu_tuning.py."""
 import threading
 import time
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
 from scratchnet import parallel
 from scratchnet.backend import BackendError
@@ -182,22 +178,6 @@ def test_bad_thread_count_in_environment_is_named(monkeypatch):
     assert parallel._default_threads() == 3
 
 
-def _blas_threads():
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-
-
-def test_blas_is_single_threaded_only_while_our_threads_run(threads):
-    parallel.set_num_threads(1)
-    before = _blas_threads()
-    if not before or max(before) <= 1:
-        pytest.skip("the BLAS runs one thread here anyway: nothing to observe")
-    parallel.set_num_threads(3)
-    parallel.for_each_chunk(np, parallel.split(4, 4), lambda lo, hi, w: None)
-    assert all(n == 1 for n in _blas_threads())
-    parallel.set_num_threads(1)
-    assert _blas_threads() == before
-
-
 def test_threaded_conv_is_deterministic_and_equals_one_thread(threads, conv_path):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((7, 9, 8, 5)).astype(np.float32)
@@ -285,33 +265,3 @@ def test_threaded_batch_norm_equals_reference(training, threads):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
     for fast, slow in zip(norm_k.batchnorm_backward(dout, cache), norm_k.batchnorm_backward_reference(dout, ref_cache)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
-
-
-FAULTS_SCRIPT = textwrap.dedent("""
-    import resource, numpy as np
-    from scratchnet.kernels import conv
-    x = np.ones((64, 32, 32, 3), np.float32); w = np.ones((11, 11, 3, 64), np.float32)
-    def step():
-        out, cache = conv.conv2d_forward(x, w, None)
-        return out + 1.0  # a fresh 8 MB array, freed at once, as activations are in a training step
-    step(); step()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        step()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-""")
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt tuning is glibc-only")
-def test_malloc_tuning_stops_page_faults_on_reused_activation_memory():
-    """With the tuning on, a repeated step reuses freed memory (few page faults); with
-    SCRATCHNET_MALLOC_TUNING=0, glibc maps and unmaps the big arrays every time (thousands)."""
-    def faults(setting):
-        env = {**os.environ, "SCRATCHNET_MALLOC_TUNING": setting}
-        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], env=env, capture_output=True, text=True,
-                             check=True)
-        return int(run.stdout.strip())
-
-    tuned, untuned = faults("1"), faults("0")
-    assert untuned > 2000, untuned
-    assert tuned < untuned / 10, (tuned, untuned)

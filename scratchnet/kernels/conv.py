@@ -23,17 +23,11 @@ On the CPU the fast pair hands stride-1 3x3 convs with enough channels (forward,
 """
 from __future__ import annotations
 
-import threading
-
-from ..backend import get_array_module, on_cpu, strided_view
-from ..parallel import for_each_chunk, num_threads, split, sum_chunks
-from .norm import channel_sum
-from . import winograd  # it imports this module back and uses its helpers at call time only
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Ho = floor((H + 2p - k) / s) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
+from ..backend import get_array_module, on_cpu
+from ..parallel import for_each_chunk, sum_chunks
+from . import winograd, workspace
+from .reductions import channel_sum
+from .workspace import output_size, pad_hw, place, scratch, windows
 
 
 def check_conv_shapes(x_shape, w_shape, stride, padding, name="conv2d"):
@@ -53,27 +47,6 @@ def check_conv_shapes(x_shape, w_shape, stride, padding, name="conv2d"):
                              f"{k} (input {tuple(x_shape)}, weight {tuple(w_shape)})")
 
 
-def pad_hw(x, before: int, after: int | None = None):
-    """Zero-pad (or, for negative amounts, crop) the H and W axes of an NHWC array."""
-    after = before if after is None else after
-    if before == 0 and after == 0:
-        return x
-    xp = get_array_module(x)
-    if before >= 0 and after >= 0:
-        return xp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
-    n, h, w, c = x.shape  # at least one side crops: crop first, then pad what remains positive
-    x = x[:, max(-before, 0):h - max(-after, 0), max(-before, 0):w - max(-after, 0), :]
-    return pad_hw(x, max(before, 0), max(after, 0))
-
-
-def windows(x_padded, kh: int, kw: int, stride: int):
-    """A strided view (no copy) of every kh x kw window: shape (N, Ho, Wo, kh, kw, C)."""
-    n, hp, wp, c = x_padded.shape
-    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-    sn, sh, sw, sc = x_padded.strides
-    return strided_view(x_padded, (n, ho, wo, kh, kw, c), (sn, stride * sh, stride * sw, sh, sw, sc))
-
-
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
     """Every kernel window as one row: (N*Ho*Wo, kh*kw*C), contiguous, in the order the GEMM wants."""
     win = windows(pad_hw(x, padding), kh, kw, stride)
@@ -81,64 +54,14 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
     return win.reshape(n * ho * wo, -1), (n, ho, wo)  # reshape of a strided view = the one copy
 
 
-# The fast path works on the batch in chunks of images. Why: a whole-batch im2col matrix is 70-90 MB for
-# P3's layers (GBs for a batch of 1024); writing it into fresh memory costs page faults and streams it
-# through DRAM twice (copy, then GEMM). A chunk of a few MB is written into a reused buffer and read back
-# by the GEMM while it is still in cache, and dW's backward simply rebuilds it (cheaper than storing it).
-# The chunks are shared out between CPU threads (`parallel.for_each_chunk`), each with its own buffers.
-# On a GPU the whole batch is one chunk: its memory pool and bandwidth make chunking pointless.
-CHUNK_BYTES = 2 << 20          # im2col rows per chunk ~ this many bytes (tests shrink it to force chunking)
-_buffers: dict = {}            # reused scratch arrays, keyed by thread, purpose, shape, dtype and zero pattern
-MAX_BUFFERS = 256              # past this many (e.g. many batch sizes over a long session) start afresh
-
-
-def _scratch(xp, key, shape, dtype, zeroed: bool = True):
-    """A reused zero-initialised buffer (numpy) of the calling thread; cupy's memory pool already recycles.
-
-    Keyed by thread, so that threads running kernels at the same time (our workers, or a user's own
-    threads) never share a buffer. zeroed=False: the caller overwrites all of it (on a GPU that saves
-    a memset of the whole buffer; on the CPU the reused buffer is as it was left).
-    """
-    if not on_cpu(xp):
-        return xp.zeros(shape, dtype=dtype) if zeroed else xp.empty(shape, dtype=dtype)
-    full_key = (threading.get_ident(), key, tuple(shape), xp.dtype(dtype).str)
-    buf = _buffers.get(full_key)
-    if buf is None:
-        if len(_buffers) >= MAX_BUFFERS:
-            _buffers.clear()  # callers hold their own references, so buffers in use stay valid
-        buf = _buffers[full_key] = xp.zeros(shape, dtype=dtype)
-    return buf
+# The fast path works on the batch in chunks of images (workspace.image_chunks says why), each built in
+# reused buffers and shared out between CPU threads; dW's backward rebuilds a chunk's columns rather than
+# keeping them (cheaper than storing the whole batch's). The Winograd path gets the same budget.
+CHUNK_BYTES = workspace.CHUNK_BYTES  # bytes of im2col rows per chunk (tests shrink it to force chunking)
 
 
 def _chunks(xp, n: int, bytes_per_image: int):
-    """(lo, hi) image ranges whose im2col chunks are about CHUNK_BYTES each (at least one image each).
-
-    A batch whose columns fit in one chunk is one chunk. Otherwise, on the CPU, the number of chunks is a
-    multiple of the thread count, so that every thread gets equal work.
-    """
-    if not on_cpu(xp) or n * bytes_per_image <= CHUNK_BYTES:
-        return [(0, n)]
-    threads = num_threads()
-    per_round = max(1, threads * CHUNK_BYTES // max(1, bytes_per_image))  # images per round of T chunks
-    rounds = -(-n // per_round)
-    return split(n, rounds * threads)
-
-
-def _place(buf, src, top: int, left: int, stride: int):
-    """buf[:, top + s*i, left + s*j] = src[:, i, j] wherever that lands inside buf; other entries untouched.
-
-    One assignment does zero padding (top/left > 0), cropping (< 0) and dilation (s > 1). The caller keeps
-    one buffer per (shape, top, left, stride), so the untouched entries are always the zeros it began with.
-    """
-    def span(offset, n_src, n_buf):
-        first = max(0, -(offset // stride))            # first i with offset + s*i >= 0
-        last = min(n_src - 1, (n_buf - 1 - offset) // stride)
-        return first, last
-
-    (i0, i1), (j0, j1) = span(top, src.shape[1], buf.shape[1]), span(left, src.shape[2], buf.shape[2])
-    if i1 >= i0 and j1 >= j0:
-        buf[:, top + stride * i0:top + stride * i1 + 1:stride, left + stride * j0:left + stride * j1 + 1:stride] = \
-            src[:, i0:i1 + 1, j0:j1 + 1]
+    return workspace.image_chunks(xp, n, bytes_per_image, CHUNK_BYTES)
 
 
 def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: int, kh: int, kw: int, stride: int):
@@ -149,10 +72,10 @@ def _padded_cols(src, tag, hb: int, wb: int, top: int, left: int, place_stride: 
     if top == 0 and left == 0 and place_stride == 1 and (hb, wb) == src.shape[1:3]:
         frame = src                                          # nothing to pad: window the input itself
     else:
-        frame = _scratch(xp, key + ("frame",), (n, hb, wb, c), src.dtype)
-        _place(frame, src, top, left, place_stride)
+        frame = scratch(xp, key + ("frame",), (n, hb, wb, c), src.dtype)
+        place(frame, src, top, left, place_stride)
     win = windows(frame, kh, kw, stride)
-    cols = _scratch(xp, key + ("cols", kh, kw, stride), win.shape, src.dtype, zeroed=False)
+    cols = scratch(xp, key + ("cols", kh, kw, stride), win.shape, src.dtype, zeroed=False)
     cols[...] = win                                          # the one copy, into cache-sized reused memory
     ho, wo = win.shape[1:3]
     return cols.reshape(n * ho * wo, kh * kw * c)
@@ -167,11 +90,9 @@ def _winograd_ok(xp, x, w, stride, padding) -> bool:
     return WINOGRAD and x.dtype == w.dtype and winograd.cpu_usable(xp, x.shape, w.shape, stride, padding)
 
 
-# On a GPU the forward's columns are kept for dW's backward GEMM when they are at most this big: the
-# im2col copy is the costly part there (measured on an H200: the copies took 21 of the airbench-style
-# step's 46 ms of GPU time). The price is memory until the backward pass: the kh*kw*C_in-fold copy of
-# each layer's input (2.4 GB for a 3x3 conv of 256 channels on 16x16 maps at batch 1024). Lower this
-# to trade speed for memory on a small GPU. On the CPU the columns are rebuilt (see above).
+# On a GPU the forward's columns are kept for dW's backward GEMM when they are at most this big: there the
+# im2col copy is the costly part. The price is memory until the backward pass, kh*kw times the layer's
+# input: lower this to trade speed for memory on a small GPU. On the CPU the columns are rebuilt (see above).
 KEEP_COLS_GPU_BYTES = 4 << 30
 
 
@@ -184,18 +105,18 @@ def conv2d_forward(x, w, b, stride: int = 1, padding: int = 0, keep_for_dw: bool
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
     if _winograd_ok(xp, x, w, stride, padding):
-        out, kept_v = winograd.conv3x3_forward(x, w, b, padding, keep_v=keep_for_dw)
+        out, kept_v = winograd.conv3x3_forward(x, w, b, padding, keep_v=keep_for_dw, chunk_bytes=CHUNK_BYTES)
         return out, (x, w, stride, padding, kept_v)
     kh, kw, c, f = w.shape
-    n, h, wd, _ = x.shape
-    ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
+    n, h, width, _ = x.shape
+    ho, wo = output_size(h, kh, stride, padding), output_size(width, kw, stride, padding)
     wm = w.reshape(kh * kw * c, f)
     out = xp.empty((n * ho * wo, f), dtype=xp.result_type(x.dtype, w.dtype))
     ranges = _chunks(xp, n, ho * wo * kh * kw * c * x.itemsize)
     kept = []
 
     def chunk(lo, hi, worker):
-        cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+        cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, width + 2 * padding, padding, padding, 1,
                             kh, kw, stride)
         rows = xp.matmul(cols, wm, out=out[lo * ho * wo:hi * ho * wo])  # out= : straight into the output rows
         if b is not None:
@@ -218,19 +139,20 @@ def conv2d_backward(dout, cache, need_dx: bool = True, need_dw: bool = True, nee
     x, w, stride, padding, kept = cache
     xp = get_array_module(dout)
     kh, kw, c, f = w.shape
-    n, h, wd, _ = x.shape
+    n, h, width, _ = x.shape
     ho, wo = dout.shape[1:3]
     dout2 = dout.reshape(-1, f)
     db = channel_sum(dout2) if need_db else None
     dw = None
     if need_dw and _winograd_ok(xp, x, w, stride, padding):
-        dw = winograd.conv3x3_weight_grad(x, dout, padding, kept if x.dtype == dout.dtype else None)
+        dw = winograd.conv3x3_weight_grad(x, dout, padding, kept if x.dtype == dout.dtype else None,
+                                          chunk_bytes=CHUNK_BYTES)
     elif need_dw:
         def chunk(lo, hi):
             if kept is not None:  # GPU: the forward's columns (then this is the one chunk)
                 cols = kept
             else:
-                cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, wd + 2 * padding, padding, padding, 1,
+                cols = _padded_cols(x[lo:hi], "fwd", h + 2 * padding, width + 2 * padding, padding, padding, 1,
                                     kh, kw, stride)  # CPU: rebuilding cols beats keeping 70+ MB of them
             return dout2[lo * ho * wo:hi * ho * wo].T @ cols  # dW^T chunk; BLAS is faster this way round
 
@@ -246,24 +168,24 @@ def conv_input_grad(dout, w, x_shape, stride: int, padding: int):
     With D = dilate(dout, s), dxpad[j] = sum_u D[j - u] w[u] (a full convolution). Writing it as a
     correlation with the flipped kernel: dx[i] = sum_v Dpad[i + v] * w[k-1-v], where D is padded by
     k-1-p at the start (so that output row i lines up with input row i, after removing the forward's
-    padding p) and cropped or padded at the end so that exactly H rows come out. `_place` does the
+    padding p) and cropped or padded at the end so that exactly H rows come out. `workspace.place` does the
     dilation, padding and cropping in one assignment into a (H + kh - 1, W + kw - 1) zero frame.
     """
     xp = get_array_module(dout)
     kh, kw, c, f = w.shape
-    n, h, wd, _ = x_shape
+    n, h, width, _ = x_shape
     w_rot = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # rot 180, swap in/out: (kh, kw, F, C)
     if stride == 1 and _winograd_ok(xp, dout, w_rot, 1, kh - 1 - padding):
-        return winograd.conv3x3_forward(dout, w_rot, None, kh - 1 - padding)[0]
+        return winograd.conv3x3_forward(dout, w_rot, None, kh - 1 - padding, chunk_bytes=CHUNK_BYTES)[0]
     w_rot = w_rot.reshape(kh * kw * f, c)
-    dx = xp.empty((n * h * wd, c), dtype=xp.result_type(dout.dtype, w.dtype))
+    dx = xp.empty((n * h * width, c), dtype=xp.result_type(dout.dtype, w.dtype))
 
     def chunk(lo, hi, worker):
-        cols = _padded_cols(dout[lo:hi], "dx", h + kh - 1, wd + kw - 1, kh - 1 - padding, kw - 1 - padding,
+        cols = _padded_cols(dout[lo:hi], "dx", h + kh - 1, width + kw - 1, kh - 1 - padding, kw - 1 - padding,
                             stride, kh, kw, 1)
-        xp.matmul(cols, w_rot, out=dx[lo * h * wd:hi * h * wd])
+        xp.matmul(cols, w_rot, out=dx[lo * h * width:hi * h * width])
 
-    for_each_chunk(xp, _chunks(xp, n, h * wd * kh * kw * f * dout.itemsize), chunk)
+    for_each_chunk(xp, _chunks(xp, n, h * width * kh * kw * f * dout.itemsize), chunk)
     return dx.reshape(x_shape)
 
 
@@ -276,8 +198,8 @@ def conv2d_forward_reference(x, w, b, stride: int = 1, padding: int = 0):
     check_conv_shapes(x.shape, w.shape, stride, padding)
     xp = get_array_module(x)
     kh, kw, c, f = w.shape
-    n, h, wd, _ = x.shape
-    ho, wo = output_size(h, kh, stride, padding), output_size(wd, kw, stride, padding)
+    n, h, width, _ = x.shape
+    ho, wo = output_size(h, kh, stride, padding), output_size(width, kw, stride, padding)
     xpad = pad_hw(x, padding)
     out = xp.zeros((n, ho, wo, f), dtype=x.dtype)
     for u in range(kh):
@@ -308,6 +230,6 @@ def conv2d_backward_reference(dout, cache):
             patch = xpad[:, rows, cols, :]
             dw[u, v] = patch.reshape(-1, c).T @ dout.reshape(-1, f)
             dxpad[:, rows, cols, :] += dout @ w[u, v].T
-    h, wd = x.shape[1:3]
-    dx = dxpad[:, padding:padding + h, padding:padding + wd, :]
+    h, width = x.shape[1:3]
+    dx = dxpad[:, padding:padding + h, padding:padding + width, :]
     return dx, dw, dout.reshape(-1, f).sum(axis=0)

@@ -15,8 +15,9 @@ The derivation: docs/walkthrough.md, "Batch norm backward".
 """
 from __future__ import annotations
 
-from ..backend import GPUKernel, device_id, get_array_module, on_cpu
+from ..backend import GPUKernel, get_array_module, on_cpu
 from ..parallel import map_blocks, sum_blocks
+from .reductions import BLOCK_BYTES, channel_dot, channel_sum
 
 
 def _channel_matrix(x, gamma, training: bool):
@@ -37,60 +38,6 @@ def _update_running_stats(running_mean, running_var, mu, var, m: int, momentum: 
     running_mean += momentum * mu
     running_var *= 1 - momentum
     running_var += momentum * var * (m / (m - 1))
-
-
-# Batch norm's passes go over blocks of rows of at most this many bytes, shared between CPU threads: a
-# block's temporaries (x - mu, dout * k) stay in cache and small enough for a worker thread's malloc arena.
-BLOCK_BYTES = 4 << 20
-
-
-_ones_cache: dict = {}
-
-
-def _ones(like, n: int):
-    """A vector of n ones of like's dtype and device; kept on the GPU (making it there is a kernel launch
-    each time), made afresh on the CPU."""
-    xp = get_array_module(like)
-    if on_cpu(xp):
-        return xp.ones(n, dtype=like.dtype)
-    key = (device_id(like), n, like.dtype.str)
-    if key not in _ones_cache:
-        if len(_ones_cache) > 64:
-            _ones_cache.clear()
-        _ones_cache[key] = xp.ones(n, dtype=like.dtype)
-    return _ones_cache[key]
-
-
-def channel_sum(x2):
-    """Per-channel sum of an (M, C) matrix: ones @ x2, a GEMV about 4x faster than x2.sum(axis=0), on CPU
-    threads row block by row block (conv's bias gradient uses it too)."""
-    xp = get_array_module(x2)
-    m, c = x2.shape
-    if m == 0:
-        return xp.zeros(c, dtype=x2.dtype)
-    ones = _ones(x2, min(m, 1 << 16))
-
-    def block_sum(lo, hi):
-        total = None
-        for start in range(lo, hi, ones.size):  # the ones vector is reused for long blocks
-            stop = min(start + ones.size, hi)
-            part = ones[:stop - start] @ x2[start:stop]
-            total = part if total is None else total + part
-        return total
-
-    return sum_blocks(xp, m, c * x2.itemsize, block_sum, BLOCK_BYTES)
-
-
-def _channel_dot(a2, b2):
-    """sum_m a[m, c] * b[m, c] per channel.
-
-    CPU: einsum, which never materialises the (M, C) product. GPU: the product, then channel_sum's GEMV
-    (measured on an H200 at the benchmark nets' shapes: CuPy's einsum took 0.14-2.6 ms per call,
-    product + GEMV 0.03-0.4 ms; with einsum, batch norm was 5.0 of the batch-norm CNN's 10.4 ms step)."""
-    xp = get_array_module(a2)
-    if on_cpu(xp):
-        return xp.einsum("mc,mc->c", a2, b2)
-    return channel_sum(a2 * b2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +121,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
 
         def centre(lo, hi):
             ob = xp.subtract(x2[lo:hi], mu, out=out[lo:hi])
-            return _channel_dot(ob, ob)
+            return channel_dot(ob, ob)
 
         # two-pass variance (centre, then square): no cancellation when |mu| >> std
         var = sum_blocks(xp, m, row_bytes, centre, BLOCK_BYTES) / m
@@ -212,7 +159,7 @@ def batchnorm_backward(dout, cache, need_dx: bool = True):
 
     def sums(lo, hi):  # (sum dout, sum dout * centred) of one block of rows
         db = d2[lo:hi]
-        return xp.stack((xp.ones(hi - lo, dtype=db.dtype) @ db, _channel_dot(db, x2[lo:hi] - mu)))
+        return xp.stack((xp.ones(hi - lo, dtype=db.dtype) @ db, channel_dot(db, x2[lo:hi] - mu)))
 
     dbeta, dot = sum_blocks(xp, m, row_bytes, sums, BLOCK_BYTES)
     dgamma = dot * inv_std

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..parallel import map_blocks
-from .conv import output_size, windows
+from .workspace import output_size, windows
 
 
 def _check_pool(x_shape, kernel, stride, name):

@@ -1,7 +1,7 @@
 """Winograd's minimal filtering F(4x4, 3x3): 3x3 stride-1 convolutions with 4x fewer multiplications.
 
 Why: direct convolution (im2col + GEMM) spends 9 multiply-adds per output pixel per (in, out) channel
-pair, and the GEMM already runs near this machine's peak; the only way to go faster is to do less.
+pair, and the GEMM already runs near the CPU's peak; the only way to go faster is to do less.
 Winograd's algorithm (brought to CNNs by Lavin & Gray, "Fast Algorithms for Convolutional Neural
 Networks", 2016) computes a 4x4 block of outputs from a 6x6 input tile d and a 3x3 kernel g with 36
 multiplications instead of 144:
@@ -17,7 +17,7 @@ elementwise products become 36 independent GEMMs, one per position (a, b) of the
     Y = A^T M A   output transform    per tile and output channel
 
 The transforms cost O(C + F) per pixel against the GEMMs' O(C F), so they pay off when both channel
-counts are large (P3's 3x3 layers have 64-256); `usable` decides. Each transform is a "sandwich" T a T^T
+counts are large (tens to hundreds); `usable` decides. Each transform is a "sandwich" T a T^T
 applied to the two tile axes at once, done as two small matmuls (one per axis).
 
 Tiles: the output is cut into 4x4 blocks, th x tw of them (the last ones may stick out past the edge;
@@ -30,10 +30,9 @@ Backward (both exact adjoints, no new algorithm):
   dW: the forward is linear in U, so dU[ab] = V[ab]^T @ dM[ab] with dM = A dY A^T (the adjoint of the
        output transform), summed over tiles; then dW = G^T dU G (the adjoint of the kernel transform).
 
-Precision: the transform coefficients (up to 8 and down to 1/24) cost float32 some accuracy: on P3's
-layers the largest error of out, dx and dW was 3e-6 to 1e-5 of their scale, against im2col's 4e-7 to
-6e-7 (both measured against a float64 reference), the price oneDNN and cuDNN pay for the same
-algorithm; in float64 it agrees with direct convolution to ~1e-13.
+Precision: the transform coefficients (up to 8 and down to 1/24) cost float32 about an order of
+magnitude of accuracy against im2col, the price oneDNN and cuDNN pay for the same algorithm; in float64
+it agrees with direct convolution to rounding error. The tests hold both to their tolerances.
 """
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ import numpy as np
 
 from ..backend import get_array_module, on_cpu
 from ..parallel import for_each_chunk, sum_chunks
-from . import conv as _conv
+from .workspace import image_chunks, output_size, place, scratch, windows
 
 # Interpolation points 0, 1, -1, 2, -2 and infinity (Lavin & Gray, section 4.2).
 BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -64,8 +63,8 @@ TILE, OUT = 6, 4          # input tile and output block sizes: OUT + 3 - 1 = TIL
 
 # `usable` sends a conv here only when both channel counts reach MIN_CHANNELS (with few channels the GEMMs
 # are cheap and the transforms, whose work per pixel grows with C + F, eat the saving) and the 4x4 blocks
-# cover at most MAX_OVERHANG times the output's pixels (measured: a 3x3 map, one block of 16 for 9
-# outputs = 1.78, ran no faster than im2col; 7x7 maps, 1.31, ran 1.5x faster).
+# cover at most MAX_OVERHANG times the output's pixels (the overhang's outputs are computed and thrown away:
+# a 3x3 map, one block of 16 for 9 outputs, gains nothing over im2col).
 MIN_CHANNELS = 16
 MAX_OVERHANG = 1.5
 
@@ -81,7 +80,7 @@ def usable(x_shape, w_shape, stride: int, padding: int) -> bool:
     kh, kw, c, f = w_shape
     if (kh, kw) != (3, 3) or stride != 1 or min(c, f) < MIN_CHANNELS:
         return False
-    ho, wo = _conv.output_size(x_shape[1], 3, 1, padding), _conv.output_size(x_shape[2], 3, 1, padding)
+    ho, wo = output_size(x_shape[1], 3, 1, padding), output_size(x_shape[2], 3, 1, padding)
     return ho >= 1 and wo >= 1 and (OUT * _blocks(ho)) * (OUT * _blocks(wo)) <= MAX_OVERHANG * ho * wo
 
 
@@ -112,10 +111,10 @@ def _tiles(xp, src, key, th: int, tw: int, top: int):
     """The 6x6 input tiles of src (n, H, W, C), zero-padded by `top` rows/cols before (negative: cropped):
     a reused (6, 6, n*th*tw*C) array, tile position first so that the transform is a matmul."""
     n, h, w, c = src.shape
-    frame = _conv._scratch(xp, ("wino frame",) + key + (top, h, w), (n, OUT * th + 2, OUT * tw + 2, c), src.dtype)
-    _conv._place(frame, src, top, top, 1)  # zero frame: padding, and zeros under the blocks' overhang
-    d = _conv._scratch(xp, ("wino tiles",) + key, (TILE, TILE, n, th, tw, c), src.dtype, zeroed=False)
-    d[...] = _conv.windows(frame, TILE, TILE, OUT).transpose(3, 4, 0, 1, 2, 5)  # the one gather copy
+    frame = scratch(xp, ("wino frame",) + key + (top, h, w), (n, OUT * th + 2, OUT * tw + 2, c), src.dtype)
+    place(frame, src, top, top, 1)  # zero frame: padding, and zeros under the blocks' overhang
+    d = scratch(xp, ("wino tiles",) + key, (TILE, TILE, n, th, tw, c), src.dtype, zeroed=False)
+    d[...] = windows(frame, TILE, TILE, OUT).transpose(3, 4, 0, 1, 2, 5)  # the one gather copy
     return d.reshape(TILE, TILE, -1)
 
 
@@ -126,7 +125,7 @@ def _input_transform(xp, src, key, th, tw, top, fresh: bool = False):
     if fresh:
         v = xp.empty(d.shape, dtype=src.dtype)
     else:
-        v = _conv._scratch(xp, ("wino V",) + key, d.shape, src.dtype, zeroed=False)
+        v = scratch(xp, ("wino V",) + key, d.shape, src.dtype, zeroed=False)
     sandwich(bt, d, out=v)
     return v.reshape(TILE * TILE, src.shape[0] * th * tw, src.shape[3])
 
@@ -136,11 +135,11 @@ def _blocks(size: int) -> int:
     return -(-size // OUT)
 
 
-def _chunks(xp, n: int, th: int, tw: int, channels: int, itemsize: int):
-    """Image ranges whose transformed tiles (36 x tiles x channels) are about half of conv's CHUNK_BYTES:
-    measured on P3's layers, chunks of 4-8 images beat bigger ones (the four buffers stay in cache)."""
+def _chunks(xp, n: int, th: int, tw: int, channels: int, itemsize: int, chunk_bytes: int | None):
+    """Image ranges whose transformed tiles (36 x tiles x channels) are about half of chunk_bytes (default
+    workspace.CHUNK_BYTES): small chunks keep the four buffers a chunk passes through in cache."""
     per_image = TILE * TILE * th * tw * channels * itemsize * 2
-    return _conv._chunks(xp, n, per_image)
+    return image_chunks(xp, n, per_image, chunk_bytes)
 
 
 def weight_transform(w):
@@ -152,25 +151,23 @@ def weight_transform(w):
 
 
 # The forward's V (the transformed input tiles) is what dW needs too. Kept for the backward pass (the autograd
-# layer asks when dW will be needed), dW skips redoing the tile gather and input transform: measured at
-# batch 128 on P3's 3x3 layers (V 11 and 21 MB), forward + dW took 2-3 ms less per layer and P3's two CNNs'
-# step 1-5% less. Measured on the airbench-style net (V 151-226 MB per layer at batch 1024): no faster, as
-# writing V out and reading it back through DRAM costs what rebuilding it in cache does. So V is kept only up
-# to this size (it is 36/16 = 2.25x the layer's input, plus the blocks' overhang); past it, it is rebuilt.
+# layer asks when dW will be needed), dW skips redoing the tile gather and input transform. A large V gains
+# nothing, as writing it out and reading it back through DRAM costs what rebuilding it in cache does, so V is
+# kept only up to this size (it is 36/16 = 2.25x the layer's input, plus the blocks' overhang).
 KEEP_V_BYTES = 64 << 20
 
 
-def conv3x3_forward(x, w, b, padding: int, keep_v: bool = False):
+def conv3x3_forward(x, w, b, padding: int, keep_v: bool = False, chunk_bytes: int | None = None):
     """(out, kept): out = conv(x, w) + b for a 3x3 kernel at stride 1, x (N, H, W, C), w (3, 3, C, F) ->
     (N, Ho, Wo, F); kept = {(lo, hi): V of images lo..hi-1} for conv3x3_weight_grad when keep_v and the
-    whole batch's V fits KEEP_V_BYTES, else None.
+    whole batch's V fits KEEP_V_BYTES, else None. chunk_bytes: the chunks' budget (see _chunks).
 
     Per chunk of images: gather tiles, input transform, 36 GEMMs against U, output transform, and the
     4x4 blocks written (cropped) into the NHWC output."""
     xp = get_array_module(x)
-    n, h, wd, c = x.shape
+    n, h, width, c = x.shape
     f = w.shape[3]
-    ho, wo = h + 2 * padding - 2, wd + 2 * padding - 2
+    ho, wo = h + 2 * padding - 2, width + 2 * padding - 2
     th, tw = _blocks(ho), _blocks(wo)
     u = weight_transform(w)
     at = _mats(xp, x.dtype)[1]
@@ -184,7 +181,7 @@ def conv3x3_forward(x, w, b, padding: int, keep_v: bool = False):
         v = _input_transform(xp, x[lo:hi], key, th, tw, padding, fresh=keep)
         if keep:
             kept[lo, hi] = v  # each chunk its own key: the threads never write the same entry
-        m = _conv._scratch(xp, ("wino M",) + key, (TILE * TILE, nc * th * tw, f), x.dtype, zeroed=False)
+        m = scratch(xp, ("wino M",) + key, (TILE * TILE, nc * th * tw, f), x.dtype, zeroed=False)
         xp.matmul(v, u, out=m)                                             # the 36 GEMMs
         y = sandwich(at, m.reshape(TILE, TILE, -1))                        # (4, 4, nc*th*tw*F)
         blocks = y.reshape(OUT, OUT, nc, th, tw, f).transpose(2, 3, 0, 4, 1, 5).reshape(nc, OUT * th, OUT * tw, f)
@@ -192,15 +189,16 @@ def conv3x3_forward(x, w, b, padding: int, keep_v: bool = False):
         if b is not None:
             out[lo:hi] += b  # while the chunk is in cache
 
-    for_each_chunk(xp, _chunks(xp, n, th, tw, max(c, f), x.itemsize), chunk)
+    for_each_chunk(xp, _chunks(xp, n, th, tw, max(c, f), x.itemsize, chunk_bytes), chunk)
     return out, (kept if keep else None)
 
 
-def conv3x3_weight_grad(x, dout, padding: int, kept=None):
+def conv3x3_weight_grad(x, dout, padding: int, kept=None, chunk_bytes: int | None = None):
     """dW (3, 3, C, F) of conv3x3_forward: dU[ab] = sum over tiles of V[ab]^T @ dM[ab], dW = G^T dU G.
-    kept: the forward's V by image range (then dW uses the same ranges); else V is rebuilt from x."""
+    kept: the forward's V by image range (then dW uses the same ranges); else V is rebuilt from x, in
+    chunks of chunk_bytes as in the forward."""
     xp = get_array_module(dout)
-    n, h, wd, c = x.shape
+    n, h, width, c = x.shape
     ho, wo, f = dout.shape[1:]
     th, tw = _blocks(ho), _blocks(wo)
     at = _mats(xp, dout.dtype)[1]
@@ -213,15 +211,15 @@ def conv3x3_weight_grad(x, dout, padding: int, kept=None):
         else:
             v = kept[lo, hi]
         # dY in 4x4 blocks (zeros where a block overhangs the output), block position first
-        frame = _conv._scratch(xp, ("wino dY frame",) + key + (ho, wo), (nc, OUT * th, OUT * tw, f), dout.dtype)
+        frame = scratch(xp, ("wino dY frame",) + key + (ho, wo), (nc, OUT * th, OUT * tw, f), dout.dtype)
         frame[:, :ho, :wo] = dout[lo:hi]
-        dy = _conv._scratch(xp, ("wino dY",) + key, (OUT, OUT, nc, th, tw, f), dout.dtype, zeroed=False)
+        dy = scratch(xp, ("wino dY",) + key, (OUT, OUT, nc, th, tw, f), dout.dtype, zeroed=False)
         dy[...] = frame.reshape(nc, th, OUT, tw, OUT, f).transpose(2, 4, 0, 1, 3, 5)
         dm = sandwich(at.T, dy.reshape(OUT, OUT, -1)).reshape(TILE * TILE, nc * th * tw, f)  # A dY A^T
         return xp.matmul(v.transpose(0, 2, 1), dm)                        # this chunk's dU: (36, C, F)
 
     # the forward's ranges, in order (the dict's order is the threads' finishing order): same sums, same bits
-    ranges = sorted(kept) if kept is not None else _chunks(xp, n, th, tw, max(c, f), dout.itemsize)
+    ranges = sorted(kept) if kept is not None else _chunks(xp, n, th, tw, max(c, f), dout.itemsize, chunk_bytes)
     du = sum_chunks(xp, ranges, chunk)
     g = _mats(xp, dout.dtype)[2]
     return sandwich(g.T, du.reshape(TILE, TILE, c * f)).reshape(3, 3, c, f)
