@@ -128,15 +128,20 @@ class HardThresholdRNN(Module):
         if x.ndim != 3 or x.shape[2] != self.n_in:
             raise ValueError(f"HardThresholdRNN: input must be (batch, time, {self.n_in}), got shape {x.shape}")
         b, steps = x.shape[:2]
-        hs = xp.empty((b, steps, self.n_hidden), dtype=U.dtype)
-        h = xp.broadcast_to(self.h0.data, (b, self.n_hidden))
+        # the inputs' share of every step at once, as (T, H, B): each step then works on contiguous rows.
+        # The sums keep forward()'s order (b_h, then the inputs, then the units), so the bits match it.
+        a_in = xp.broadcast_to(b_h, (b, steps, self.n_hidden)).copy()
+        for i in range(self.n_in):
+            a_in += x[:, :, i:i + 1] * U[:, i]
+        a_in = xp.ascontiguousarray(a_in.transpose(1, 2, 0))
+        hs = xp.empty((steps, self.n_hidden, b), dtype=U.dtype)
+        h = xp.broadcast_to(self.h0.data[:, None], (self.n_hidden, b))
         for t in range(steps):
-            a = xp.broadcast_to(b_h, (b, self.n_hidden)).copy()
-            for i in range(self.n_in):
-                a += x[:, t, i:i + 1] * U[:, i]
+            a = a_in[t]
             for j in range(self.n_hidden):
-                a += h[:, j:j + 1] * W[:, j]
-            h = (a > 0).astype(U.dtype)
-            hs[:, t] = h
+                a += W[:, j:j + 1] * h[j]
+            h = hs[t]
+            xp.greater(a, 0, out=h, casting="unsafe")
+        hs = hs.transpose(2, 0, 1)
         y = ((hs * v).sum(axis=2) + b_y > 0).astype(U.dtype)
         return y, hs
