@@ -34,6 +34,21 @@ from jobs import RESULT_FILES, hint_commands  # noqa: E402
 
 DASH = "\u2014"
 
+# result key -> the problem's result type: load_section reads each results file only through its
+# from_json, which checks every field (a renamed field fails there, naming it) and returns the typed
+# result the templates read. None: read as a plain JSON object (a problem not yet converted).
+RESULT_TYPES = {
+    "p1": None,
+    "p2": None,
+    "p3_small": None,
+    "p3_small_bn": None,
+    "p3_compare": None,
+    "p3_better": None,
+    "p4": None,
+    "p4_eot": None,
+    "p5": None,
+}
+
 # Code appendix: the code that answers each problem (paths relative to the repository).
 CODE = [
     ("scratchnet core: autograd, kernels, layers, optimisers, training loop (P3, P5)",
@@ -180,11 +195,15 @@ def load_section(results: Path, key: str, runs: dict, hints: dict) -> Section:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, OSError) as e:
-        sec["missing"] = {"command": command, "error": f"{path}: unreadable results file ({e})", "note": None}
+        if RESULT_TYPES.get(key) is not None:
+            data = RESULT_TYPES[key].from_json(data)
+    except (ValueError, OSError) as e:  # ResultError is a ValueError
+        rel = path.relative_to(results).as_posix()
+        sec["missing"] = {"command": command, "error": f"{rel}: unreadable results file ({e})", "note": None}
         return sec
     sec.update(ok=True, data=data, path=path, rel=str(path.relative_to(results)))
-    figs = data.get("figures") if isinstance(data.get("figures"), dict) else {}
+    figs = data.get("figures") if isinstance(data, dict) else getattr(data, "figures", None)
+    figs = figs if isinstance(figs, dict) else {}
     sec["figs"] = {role: resolve_figure(path, v) for role, v in figs.items()}
     if run and run.get("skip"):
         sec["stale"] = (f"not re-run this time ({run['skip']}); shown from the earlier results in "
