@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from problems import p4_adversarial as P4  # noqa: E402
+from problems.p4 import run as P4  # noqa: E402  (parse_eps, demo_images and the attack helpers it imports)
 from problems.common.cli import output_folder, run_main, seed_value, thread_count  # noqa: E402
 from problems.common.pretrained import load_image_rgb, load_pretrained, with_normalization  # noqa: E402
 from scratchnet.io import write_json  # noqa: E402

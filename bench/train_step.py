@@ -71,15 +71,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scratchnet import functional as F  # noqa: E402
-from scratchnet import models, optim, parallel  # noqa: E402
+from scratchnet import optim, parallel  # noqa: E402
 from scratchnet import nn as snn  # noqa: E402
 from scratchnet.kernels import conv as conv_kernels  # noqa: E402
 from problems.common.cli import output_file, positive_int, seed_value, thread_count  # noqa: E402
-from problems.common.torch_reference import torch_twin  # noqa: E402
+from problems.p3 import models  # noqa: E402
+from problems.p3.torch_reference import torch_twin  # noqa: E402
+from bench.airbench import airbench_style  # noqa: E402
 
 NETS = {"small": (lambda seed: models.small_cnn(False, seed=seed), 128),
         "small_bn": (lambda seed: models.small_cnn(True, seed=seed), 128),
-        "airbench": (lambda seed: models.airbench_style(seed=seed), 1024),
+        "airbench": (lambda seed: airbench_style(seed=seed), 1024),
         "better": (lambda seed: models.better_net(seed=seed), 512)}  # P3 part 3: profile only, no torch twin
 
 

@@ -75,9 +75,9 @@ def readiness(data_dir: str | None, download: bool, retrain: bool = False) -> di
 
 def _has(dataset: str, root: Path) -> bool:
     if dataset == "pets":
-        from problems.common.pets import have_pets
+        from problems.p2.pets import have_pets
         return have_pets(root)
-    from problems.common.cifar_download import have_cifar10
+    from problems.p3.cifar_download import have_cifar10
     return have_cifar10(root)
 
 

@@ -6,8 +6,9 @@ Layers of the library, bottom up:
     autograd    Tensor + Function: the reverse-mode engine
     functional  ops on Tensors (elementwise, matmul, conv2d, pooling, batch_norm, cross_entropy, ...)
     nn          Modules with parameters (Conv2d, BatchNorm2d, Linear, Sequential, ...)
+    init        initialisers beyond He normal: per-layer seeds, Dirac convolutions, patch whitening
     optim       SGD / Adam / AdamW, learning-rate schedules, gradient clipping
-    rnn         the hard-threshold RNN of the binary-adder problem
+    rnn         a recurrent network with hard-threshold (step) units and its surrogate gradients
     parallel    CPU threads for the heavy kernels
     cpu         opt-in process-wide tuning for training programs (OpenBLAS kernels, BLAS threads, malloc)
 
@@ -17,9 +18,10 @@ numpy is imported (scratchnet.cpu says why).
 """
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_SUBMODULES = ("autograd", "backend", "cpu", "functional", "io", "kernels", "nn", "optim", "parallel", "rnn")
+_SUBMODULES = ("autograd", "backend", "cpu", "functional", "init", "io", "kernels", "nn", "optim", "parallel",
+               "rnn")
 _NAMES = {"Function": "autograd", "Tensor": "autograd", "is_grad_enabled": "autograd", "no_grad": "autograd",
           "get_array_module": "backend", "set_default_dtype": "backend"}
 __all__ = [*_SUBMODULES, *_NAMES]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .autograd import Tensor
+from .autograd import Tensor, no_grad
 from .backend import array_module, backend_of, default_dtype, to_backend
 from .io import load_npz, save_npz
 
@@ -178,7 +178,7 @@ class Module:
 
 def freeze(module: Module, name: str) -> Module:
     """Turn parameter `name` of `module` into a buffer: still saved in state_dict and moved by `to()`,
-    but no longer trained (e.g. the fixed whitening filters of the better P3 net)."""
+    but no longer trained (e.g. fixed patch-whitening filters)."""
     param = module._children.pop(name)
     if not isinstance(param, Parameter):
         raise TypeError(f"freeze: {type(module).__name__}.{name} is not a Parameter")
@@ -345,3 +345,34 @@ class Sequential(Module):
 
     def __len__(self):
         return len(self.layers)
+
+
+def layer_table(model: Sequential, input_shape=(32, 32, 3)) -> list[dict]:
+    """One row per layer of a Sequential: output shape (for one image, NHWC), trained parameters, fixed
+    (frozen) weights, and multiply-adds x 2 (FLOPs) of its convolution or matrix product for one image.
+    Elementwise layers (activations, batch norm, pooling) are counted as 0 FLOPs: their cost is memory
+    traffic, not arithmetic. Runs one forward pass on a zero image in eval mode.
+    """
+    was_training = model.training
+    model.eval()
+    rows, x = [], Tensor(np.zeros((1,) + tuple(input_shape), dtype=np.float32))
+    try:
+        with no_grad():
+            for name, layer in model.named_children():
+                x = layer(x)
+                flops = 0
+                if isinstance(layer, Conv2d):
+                    kh, kw, c_in, c_out = layer.weight.shape
+                    flops = 2 * x.shape[1] * x.shape[2] * kh * kw * c_in * c_out
+                elif isinstance(layer, Linear):
+                    flops = 2 * layer.weight.shape[0] * layer.weight.shape[1]
+                params = list(layer.parameters())
+                trained = sum(int(p.data.size) for p in params)
+                weight = getattr(layer, "weight", None) if isinstance(layer, (Conv2d, Linear)) else None
+                frozen = weight is not None and not any(weight is p for p in params)  # freeze(): a plain array
+                fixed = int(np.size(weight.data if isinstance(weight, Tensor) else weight)) if frozen else 0
+                rows.append({"layer": name, "type": type(layer).__name__, "output_shape": list(x.shape[1:]),
+                             "parameters": trained, "fixed_weights": fixed, "flops": int(flops)})
+    finally:
+        model.train(was_training)
+    return rows

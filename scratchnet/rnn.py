@@ -1,4 +1,4 @@
-"""The hard-threshold recurrent network of the binary-adder problem.
+"""A recurrent network of hard-threshold (step) units, e.g. the 3-unit cell that adds binary numbers.
 
     h_t = step(U x_t + W h_{t-1} + b_h)      x_t (I,), h_t (H,)
     y_t = step(v . h_t + b_y)                step(a) = 1 if a > 0 else 0

@@ -1,9 +1,13 @@
 """The image-classification training loop: epochs of augmented minibatches, per-step learning-rate
 schedule, evaluation, atomic per-epoch checkpoints and exact resume.
 
-The loop is written once and drives any `Learner` (an object with train_step / evaluate / state
-methods): `ScratchnetLearner` below for scratchnet models; the P3 script's PyTorch reference backend
-supplies another with the same methods, so both see the very same batches, crops and flips.
+The loop is written once and drives any `Learner` (an object with train_step / predict_logits / state
+methods): `ScratchnetLearner` below for scratchnet models; a learner wrapping another library (a PyTorch
+twin, say) has the same methods, so both see the very same batches, crops and flips.
+
+What a recipe adds beyond `TrainConfig` comes in as functions: `fit`'s `augment` (how a batch is
+augmented; default random crops and flips) and `final_views` (test-time views averaged in the last
+evaluation, see `tta_logits`); `settings` records such choices in the checkpoint so a resume must match.
 
 Reproducibility: all randomness (shuffling, crops, flips) comes from one numpy Generator seeded from
 `seed`; its state is saved in every checkpoint, so an interrupted run resumed from epoch k continues
@@ -24,7 +28,7 @@ from . import functional as F
 from . import optim
 from .autograd import Tensor, no_grad
 from .backend import array_module, get_array_module, to_numpy
-from .data.augment import alternating_flip, iterate_minibatches, normalize, random_crop, random_flip
+from .data.augment import augment_batch, iterate_minibatches, normalize
 from .io import load_npz, save_npz
 
 
@@ -41,10 +45,8 @@ class TrainConfig:
     warmup_fraction: float = 0.2      # share of all steps spent warming up (onecycle)
     crop_padding: int = 4             # random-crop padding in pixels (0: no crop)
     crop_mode: str = "zero"           # padding for the crop: 'zero' or 'reflect'
-    flip: bool = True                 # horizontal flips
-    flip_mode: str = "random"         # 'random' (a coin per image and step) or 'alternating' (between epochs)
+    flip: bool = True                 # horizontal flips (the default augmentation: a coin per image and step)
     ema_decay: float = 0.0            # > 0: evaluate an exponential moving average of the weights
-    tta: int = 0                      # test-time augmentation: 0 none, 1 + mirror, 2 + mirror and 1-px shifts
     eval_batch_size: int = 1000
     seed: int = 0
 
@@ -60,13 +62,19 @@ class TrainConfig:
 
 
 class ScratchnetLearner:
-    """Adapts a scratchnet Module + SGD to the loop; arrays live on `backend` ('numpy' or 'cupy')."""
+    """Adapts a scratchnet Module + SGD to the loop; arrays live on `backend` ('numpy' or 'cupy').
 
-    def __init__(self, model, config: TrainConfig, backend: str = "numpy"):
+    ema_warmup > 0 warm-starts the weight average: after optimizer step t its decay is
+    min(config.ema_decay, (1 + t) / (ema_warmup + t)), so early on it follows the weights closely
+    instead of remembering the random init.
+    """
+
+    def __init__(self, model, config: TrainConfig, backend: str = "numpy", ema_warmup: int = 0):
         self.backend = backend
         self.xp = array_module(backend)
         self.model = model.to(backend)
         self.config = config
+        self.ema_warmup = ema_warmup
         self.optimizer = optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                    nesterov=config.nesterov, weight_decay=config.weight_decay)
         self.ema = optim.EMA(model.parameters(), config.ema_decay) if config.ema_decay else None
@@ -86,21 +94,20 @@ class ScratchnetLearner:
         loss.backward()
         self.optimizer.step()
         if self.ema is not None:
-            # warm start: early on the average follows the weights closely (decay grows towards its target)
             t = self.optimizer.steps
-            self.ema.update(min(self.config.ema_decay, (1 + t) / (10 + t)))
+            decay = self.config.ema_decay
+            self.ema.update(min(decay, (1 + t) / (self.ema_warmup + t)) if self.ema_warmup else decay)
         return float(loss.data), int((logits.data.argmax(axis=1) == y).sum())
 
-    def predict_logits(self, x, tta: int | None = None):
-        """Logits in eval mode (batch-norm running statistics), with the averaged weights if EMA is on.
-        tta: test-time augmentation level (default: the config's)."""
-        tta = self.config.tta if tta is None else tta
+    def predict_logits(self, x, views=None):
+        """Logits in eval mode (batch-norm running statistics), with the averaged weights if EMA is on;
+        views: test-time views to average over (tta_logits), default the batch alone."""
         self.model.eval()
         if self.ema is not None:
             self.ema.swap()
         try:
             with no_grad():
-                return tta_logits(lambda v: self.model(Tensor(v)).data, x, tta)
+                return tta_logits(lambda v: self.model(Tensor(v)).data, x, views)
         finally:
             if self.ema is not None:
                 self.ema.swap()
@@ -138,25 +145,19 @@ class ScratchnetLearner:
         return self.model.num_parameters()
 
 
-def tta_logits(predict, x, level: int = 0):
+def tta_logits(predict, x, views=None):
     """Average the logits of several views of each image (test-time augmentation).
 
-    level 0: the image; 1: + its mirror image; 2: + both shifted by one pixel (up-left and down-right,
-    edges reflected). x: (N, H, W, C) normalised batch on the model's device.
+    views: functions of the batch, e.g. [lambda v: v, data.augment.mirror]; each view's logits are
+    summed in list order, then divided by their number. None or []: predict(x) alone.
+    x: (N, H, W, C) normalised batch on the model's device.
     """
-    if level == 0:
+    if not views:
         return predict(x)
     xp = get_array_module(x)
-    views = [x, x[:, :, ::-1]]
-    if level >= 2:
-        padded = xp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-        h, w = x.shape[1:3]
-        for dy, dx in ((0, 0), (2, 2)):
-            shifted = padded[:, dy:dy + h, dx:dx + w]
-            views += [shifted, shifted[:, :, ::-1]]
     total = None
-    for v in views:
-        logits = predict(xp.ascontiguousarray(v))
+    for view in views:
+        logits = predict(xp.ascontiguousarray(view(x)))
         total = logits if total is None else total + logits
     return total / len(views)
 
@@ -166,15 +167,15 @@ class History:
     train_loss: list = field(default_factory=list)
     train_accuracy: list = field(default_factory=list)
     test_loss: list = field(default_factory=list)
-    test_accuracy: list = field(default_factory=list)   # with the config's TTA at the last epoch, plain before
-    final_test_accuracy_without_tta: float | None = None  # the last epoch's plain accuracy, when TTA is on
+    test_accuracy: list = field(default_factory=list)   # the last epoch over fit's final_views, plain before
+    final_test_accuracy_without_tta: float | None = None  # the last epoch's plain accuracy, when final_views
     epoch_seconds: list = field(default_factory=list)
     images_per_second: list = field(default_factory=list)
 
 
 def evaluate(learner, x_uint8, y, mean, std, batch_size: int = 1000, **predict_kwargs):
     """(mean cross-entropy, accuracy) over a whole split, in eval mode, in batches.
-    predict_kwargs go to learner.predict_logits (e.g. tta=0)."""
+    predict_kwargs go to learner.predict_logits (e.g. views=[...] for test-time augmentation)."""
     total_loss, correct = 0.0, 0
     for idx in iterate_minibatches(len(y), batch_size, shuffle=False):
         xb = learner.to_device(normalize(x_uint8[idx], mean, std))
@@ -202,20 +203,37 @@ def run_identity(learner, data) -> dict:
             "n_train": int(len(data.train_y)), "n_test": int(len(data.test_y)), "labels_sha1": labels.hexdigest()}
 
 
+def recorded_settings(config: TrainConfig, settings: dict | None = None) -> dict:
+    """What a checkpoint records as its settings: the TrainConfig's fields plus the caller's `settings`
+    (a recipe's own choices, JSON values), in one flat dict."""
+    recorded = asdict(config)
+    clash = sorted(set(recorded) & set(settings or {}))
+    if clash:
+        raise ValueError(f"settings {clash} are TrainConfig fields; set them there")
+    return {**recorded, **(settings or {})}
+
+
+# Checkpoints of scratchnet 0.1 record these two recipe choices among the TrainConfig's fields; at these
+# values they meant what fit does without them (random flips, no test-time views), so they resume as that.
+_V01_PLAIN = {"flip_mode": "random", "tta": 0}
+
+
 def save_checkpoint(folder, learner, epoch: int, rng: np.random.Generator, history: History, config: TrainConfig,
-                    identity: dict | None = None):
+                    identity: dict | None = None, settings: dict | None = None):
     """Everything needed to resume after `epoch` completed epochs, written atomically."""
     st = learner.state()
     st["meta"] = np.array(json.dumps({"epoch": epoch, "rng": rng.bit_generator.state, "history": asdict(history),
-                                      "config": asdict(config), "identity": identity}))
+                                      "config": recorded_settings(config, settings), "identity": identity}))
     save_npz(_checkpoint_path(folder), st)
 
 
-def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None = None):
+def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None = None,
+                    settings: dict | None = None):
     """(epoch, rng, history) from the folder's checkpoint, or None if there is none.
 
-    Raises ValueError if the checkpoint was made with different hyper-parameters, another kind of learner
-    or other data (`identity`, see run_identity): resuming it would reproduce neither run.
+    Raises ValueError if the checkpoint was made with different hyper-parameters (the TrainConfig and
+    `settings`, see recorded_settings), another kind of learner or other data (`identity`, see
+    run_identity): resuming it would reproduce neither run.
     """
     path = _checkpoint_path(folder)
     if not os.path.exists(path):
@@ -232,9 +250,10 @@ def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None 
             raise TypeError("config or identity is not a mapping")
     except Exception as e:  # a truncated file, or one that is not this code's checkpoint
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start over") from None
-    now = asdict(config)  # epochs too: the schedule depends on the total
+    now = recorded_settings(config, settings)  # epochs too: the schedule depends on the total
+    saved = {k: v for k, v in saved.items() if not (k in _V01_PLAIN and k not in now and v == _V01_PLAIN[k])}
     if saved != now:
-        diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
+        diff = {k: (saved.get(k), now.get(k)) for k in {**saved, **now} if saved.get(k) != now.get(k)}
         raise ValueError(f"checkpoint {path} was made with other settings {diff} (saved, now); "
                          "use the same flags or another --out")
     if identity is not None and made_by is not None and made_by != identity:  # None: a checkpoint from before
@@ -250,11 +269,15 @@ def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None 
 
 
 def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
-        log=print, mean=None, std=None):
+        log=print, mean=None, std=None, augment=None, final_views=None, settings: dict | None = None):
     """Train for config.epochs on data.train_x/train_y (uint8 NHWC), evaluating on data.test_x after each epoch.
 
-    mean, std: per-channel normalisation (defaults: training-set statistics). With out_dir, a checkpoint
-    is written after every epoch; resume=True continues from it. Returns the History.
+    mean, std: per-channel normalisation (defaults: training-set statistics). augment(x, indices, epoch,
+    rng) -> x augments a uint8 batch (indices: its images' places in the training set; rng: the run's
+    generator, the only randomness a resume reproduces); default random crops and flips as the config
+    says. final_views: test-time views for the last epoch's evaluation (tta_logits); its plain accuracy
+    is then kept too. With out_dir, a checkpoint is written after every epoch, recording the config and
+    `settings` (the recipe's other choices); resume=True continues from it. Returns the History.
     """
     from .data.augment import channel_stats
     if mean is None or std is None:
@@ -262,8 +285,12 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
     rng = np.random.default_rng(config.seed)
     history, start = History(), 0
     identity = run_identity(learner, data) if out_dir is not None else None
+    if augment is None:
+        def augment(x, indices, epoch, rng):
+            return augment_batch(x, rng, config.crop_padding, config.flip, config.crop_mode)
+    recorded_settings(config, settings)  # a clash fails now, not at the first checkpoint
     if resume and out_dir is not None:
-        loaded = load_checkpoint(out_dir, learner, config, identity)
+        loaded = load_checkpoint(out_dir, learner, config, identity, settings)
         if loaded is not None:
             start, rng, history = loaded
             log(f"resumed from {_checkpoint_path(out_dir)} after epoch {start}")
@@ -281,14 +308,7 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         batches = iterate_minibatches(n, config.batch_size, rng, shuffle=True, drop_last=True)
         bar = _progress(batches, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         for i, idx in enumerate(bar):
-            xb = data.train_x[idx]
-            if config.crop_padding:
-                xb = random_crop(xb, config.crop_padding, rng, mode=config.crop_mode)
-            if config.flip and config.flip_mode == "alternating":
-                xb = alternating_flip(xb, idx, epoch, n, seed=config.seed)
-            elif config.flip:
-                xb = random_flip(xb, rng)
-            xb = learner.to_device(normalize(xb, mean, std))
+            xb = learner.to_device(normalize(augment(data.train_x[idx], idx, epoch, rng), mean, std))
             learner.set_lr(config.lr * schedule.factor(epoch * steps_per_epoch + i))
             loss, ok = learner.train_step(xb, learner.to_device(data.train_y[idx]))
             if not math.isfinite(loss):
@@ -300,13 +320,14 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
         train_seconds = time.perf_counter() - t0
-        # Test-time augmentation multiplies the evaluation cost (6 views at level 2): only the last
-        # epoch's evaluation uses it; earlier epochs and the plain final number are single-view.
+        # Test-time views multiply the evaluation cost: only the last epoch's evaluation averages them;
+        # earlier epochs and the plain final number are single-view.
         last = epoch == config.epochs - 1
-        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size, tta=0)
-        if last and config.tta:
+        test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size)
+        if last and final_views:
             history.final_test_accuracy_without_tta = test_acc
-            test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size)
+            test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, config.eval_batch_size,
+                                           views=final_views)
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(correct / seen)
         history.test_loss.append(test_loss)
@@ -314,7 +335,7 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         history.epoch_seconds.append(time.perf_counter() - t0)
         history.images_per_second.append(seen / train_seconds)
         if out_dir is not None:
-            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config, identity=identity)
+            save_checkpoint(out_dir, learner, epoch + 1, rng, history, config, identity=identity, settings=settings)
         log(f"epoch {epoch + 1:>3}/{config.epochs}: train loss {history.train_loss[-1]:.4f} "
             f"acc {history.train_accuracy[-1]:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
             f"{history.epoch_seconds[-1]:.1f} s, {history.images_per_second[-1]:.0f} img/s")

@@ -109,7 +109,7 @@ def test_write_json_writes_strict_json(tmp_path):
 
 
 def test_rnn_weights_must_be_finite_numbers_of_the_assignments_shape(tmp_path):
-    from problems.common import adder
+    from problems.p5 import adder
     good = json.loads((REPO / "weights" / "rnn_adder.json").read_text())
     good = {k: good[k] for k in adder.WEIGHT_KEYS}
     cases = {"U": [[True, 1], [1, 1], [1, 1]], "b_y": float("nan"), "v": "abc", "W": [[1, 0], [0, 1]],
@@ -173,7 +173,7 @@ def test_p3_flag_combinations_that_would_be_ignored_are_refused():
 
 
 def test_p3_weights_with_nan_and_a_garbled_companion_json(tmp_path):
-    import problems.p3_small_cnn as P3
+    import problems.p3.run as P3
     from scratchnet.io import save_npz
     save_npz(tmp_path / "w.npz", {"conv1.weight": np.full((2, 2), np.nan, np.float32)})
     with pytest.raises(UserError, match="NaN"):
@@ -186,7 +186,7 @@ def test_p3_weights_with_nan_and_a_garbled_companion_json(tmp_path):
 
 
 def test_p3_compare_needs_lists_of_numbers(tmp_path):
-    import problems.p3_small_cnn as P3
+    import problems.p3.cli as P3
     for i, bad in enumerate(({"train_loss": 5}, {"train_loss": ["a", "b"]}, {"train_loss": []}, [1, 2])):
         path = tmp_path / f"{i}.json"
         path.write_text(json.dumps(bad))
@@ -201,7 +201,7 @@ def test_p3_compare_needs_lists_of_numbers(tmp_path):
     (["--device", "gpu0"], "--device"),
 ])
 def test_p4_numbers_that_cannot_work(tmp_path, capsys, args, words):
-    import problems.p4_adversarial as P4
+    import problems.p4.cli as P4
     assert run_main(P4.main, args + ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
@@ -214,7 +214,7 @@ def test_p4_argument_types(tmp_path):
 
 
 def test_p4_two_images_with_one_name_would_overwrite_each_other(tmp_path, capsys):
-    import problems.p4_adversarial as P4
+    import problems.p4.cli as P4
     from PIL import Image
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
@@ -254,7 +254,7 @@ def test_p3_resume_refuses_a_checkpoint_of_other_data_or_another_backend(tmp_pat
 
 
 def test_p2_labels_are_checked_again_after_decoding(capsys):
-    from problems.p2_transfer import check_labels
+    from problems.p2.run import check_labels
     names = ["a", "b", "c"]
     assert check_labels(np.array([0, 0, 1, 1, 2, 2]), 3, names, 5) == 2   # CV falls back to 2 folds
     assert "uses 2 folds" in capsys.readouterr().err
@@ -278,7 +278,7 @@ def _tiny_extractor(tmp_path):
 
 
 def test_feature_cache_that_cannot_be_written_or_holds_nan_is_not_fatal(tmp_path, monkeypatch, capsys):
-    from problems.common import features
+    from problems.p2 import penultimate as features
     model, pre, paths, pen = _tiny_extractor(tmp_path)
     names = [p.name for p in paths]
     kw = dict(cache_dir=tmp_path / "cache", tag="t", channels_last=False, progress=False)
@@ -322,7 +322,7 @@ def test_malformed_run_log_and_cifar_cache_meta_are_ignored(tmp_path):
 
 
 def test_p3_companion_json_and_running_var_are_checked(tmp_path):
-    import problems.p3_small_cnn as P3
+    import problems.p3.run as P3
     from scratchnet.io import save_npz
     for bad, key in (({"train_loss": 5}, "train_loss"), ({"seconds": "x"}, "seconds"),
                      ({"test_accuracy": [0.5, None]}, "test_accuracy"),
@@ -337,7 +337,7 @@ def test_p3_companion_json_and_running_var_are_checked(tmp_path):
 
 
 def test_p1_maps_and_p4_inputs_inside_out(tmp_path, capsys):
-    import problems.p4_adversarial as P4
+    import problems.p4.cli as P4
     from PIL import Image
     r = run("problems/p1_pretrained.py", "--maps", "33", "--out", tmp_path)
     assert r.returncode == 2 and "--maps" in r.stderr and "Traceback" not in r.stderr, r.stderr

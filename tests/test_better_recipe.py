@@ -3,9 +3,13 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet import models, nn, optim
+from problems.p3 import models
+from problems.p3.recipe import EMA_WARMUP, TTA_VIEWS
+from scratchnet import nn, optim
 from scratchnet.data.augment import alternating_flip
+from scratchnet.init import dirac_init, patch_whitening_filters
 from scratchnet.kernels.conv import windows
+from scratchnet.nn import layer_table
 from scratchnet.train import tta_logits
 
 
@@ -15,7 +19,7 @@ def test_whitening_filters_decorrelate_training_patches():
     base = rng.standard_normal((200, 17, 17, 3))
     imgs = base[:, :16, :16] + 0.6 * base[:, 1:, :16] + 0.3 * base[:, :16, 1:]
     imgs = imgs @ rng.standard_normal((3, 3)) + 0.2
-    w = models.patch_whitening_filters(imgs, kernel=2, eps=1e-8)
+    w = patch_whitening_filters(imgs, kernel=2, eps=1e-8)
     assert w.shape == (2, 2, 3, 24)
     patches = windows(imgs, 2, 2, 1).reshape(-1, 12)
     patches = patches - patches.mean(axis=0)
@@ -26,7 +30,7 @@ def test_whitening_filters_decorrelate_training_patches():
 
 
 def test_dirac_init_makes_the_conv_an_identity_on_its_first_channels():
-    conv = models.dirac_init(nn.Conv2d(4, 6, 3, padding=1, bias=False, rng=0))
+    conv = dirac_init(nn.Conv2d(4, 6, 3, padding=1, bias=False, rng=0))
     x = np.random.default_rng(1).standard_normal((2, 5, 5, 4)).astype(np.float32)
     y = conv(sn.Tensor(x)).data
     np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
@@ -34,7 +38,7 @@ def test_dirac_init_makes_the_conv_an_identity_on_its_first_channels():
 
 
 def test_better_net_shapes_frozen_whitening_and_state():
-    w = models.patch_whitening_filters(np.random.default_rng(0).standard_normal((20, 32, 32, 3)))
+    w = patch_whitening_filters(np.random.default_rng(0).standard_normal((20, 32, 32, 3)))
     net = models.better_net(w, widths=(8, 16, 16))
     out = net(sn.Tensor(np.zeros((2, 32, 32, 3), np.float32)))
     assert out.shape == (2, 10)
@@ -63,9 +67,34 @@ def test_tta_averages_mirror_and_shift_views():
     def predict(v):
         return v[:, :, :3].sum(axis=(1, 2))  # a deliberately asymmetric "model"
 
-    np.testing.assert_allclose(tta_logits(predict, x, 0), predict(x))
-    np.testing.assert_allclose(tta_logits(predict, x, 1), (predict(x) + predict(x[:, :, ::-1])) / 2)
-    assert tta_logits(predict, x, 2).shape == (3, 2)
+    np.testing.assert_allclose(tta_logits(predict, x, TTA_VIEWS[0]), predict(x))
+    np.testing.assert_allclose(tta_logits(predict, x, TTA_VIEWS[1]), (predict(x) + predict(x[:, :, ::-1])) / 2)
+    assert tta_logits(predict, x, TTA_VIEWS[2]).shape == (3, 2)
+    # level 2 adds the image and its mirror moved one pixel down-right and up-left, edges reflected
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    views = [x, x[:, :, ::-1]] + [v for d in (0, 2) for s in [padded[:, d:d + 6, d:d + 6]] for v in (s, s[:, :, ::-1])]
+    np.testing.assert_array_equal(tta_logits(predict, x, TTA_VIEWS[2]), sum(predict(v) for v in views) / 6)
+
+
+def test_checkpoints_of_scratchnet_0_1_still_resume(tmp_path):
+    """0.1 recorded P3's flip_mode and tta among the TrainConfig's fields: the flat dict that a recipe's
+    settings give now, so its checkpoints resume under the same recipe; at their plain values (random
+    flips, no test-time views) they resume without one."""
+    from scratchnet import train
+    cfg = train.TrainConfig(epochs=1)
+    learner = train.ScratchnetLearner(models.small_cnn(seed=0), cfg)
+    rng, history = np.random.default_rng(0), train.History()
+    (tmp_path / "p3").mkdir()
+    (tmp_path / "plain").mkdir()
+    p3 = {"flip_mode": "alternating", "tta": 2}
+    train.save_checkpoint(tmp_path / "p3", learner, 1, rng, history, cfg, settings=p3)
+    assert train.load_checkpoint(tmp_path / "p3", learner, cfg, settings=p3)[0] == 1
+    with pytest.raises(ValueError, match="flip_mode"):
+        train.load_checkpoint(tmp_path / "p3", learner, cfg)
+    train.save_checkpoint(tmp_path / "plain", learner, 1, rng, history, cfg, settings={"flip_mode": "random", "tta": 0})
+    assert train.load_checkpoint(tmp_path / "plain", learner, cfg)[0] == 1
+    with pytest.raises(ValueError, match="TrainConfig fields"):
+        train.recorded_settings(cfg, {"lr": 1.0})
 
 
 def test_alternating_flip_alternates_per_image():
@@ -85,27 +114,28 @@ def test_alternating_flip_alternates_per_image():
 
 def test_ema_learner_weights_reload_to_the_same_predictions():
     from scratchnet.train import ScratchnetLearner, TrainConfig
-    cfg = TrainConfig(ema_decay=0.9, tta=1, lr=0.05)
+    cfg = TrainConfig(ema_decay=0.9, lr=0.05)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, 16)
-    a = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=0), cfg)
+    a = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=0), cfg, ema_warmup=EMA_WARMUP)
     for _ in range(3):
         a.train_step(x, y)
-    b = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=1), cfg)
+    b = ScratchnetLearner(models.small_cnn(batch_norm=True, seed=1), cfg, ema_warmup=EMA_WARMUP)
     b.load_weights(a.weights())
-    np.testing.assert_allclose(b.predict_logits(x), a.predict_logits(x), rtol=1e-5, atol=1e-5)
+    views = TTA_VIEWS[1]
+    np.testing.assert_allclose(b.predict_logits(x, views), a.predict_logits(x, views), rtol=1e-5, atol=1e-5)
 
 
 def test_layer_table_counts_parameters_shapes_and_flops():
     small = models.small_cnn(seed=0)
-    rows = {r["layer"]: r for r in models.layer_table(small)}
+    rows = {r["layer"]: r for r in layer_table(small)}
     assert rows["conv1"]["output_shape"] == [22, 22, 64]
     assert rows["conv1"]["flops"] == 2 * 22 * 22 * 11 * 11 * 3 * 64
     assert rows["fc"]["flops"] == 2 * 128 * 10 and rows["fc"]["output_shape"] == [10]
     assert sum(r["parameters"] for r in rows.values()) == small.num_parameters()
     better = models.better_net(seed=0)
-    rows = {r["layer"]: r for r in models.layer_table(better)}
+    rows = {r["layer"]: r for r in layer_table(better)}
     assert rows["whiten"]["fixed_weights"] == 2 * 2 * 3 * 24 and rows["whiten"]["parameters"] == 24
     assert rows["block3_pool"]["output_shape"] == [3, 3, 256]
     assert sum(r["parameters"] for r in rows.values()) == better.num_parameters()
@@ -179,7 +209,7 @@ def test_ablation_resume_continues_an_interrupted_run_exactly(repo_root, data_ro
     uninterrupted run, reuse the finished one, and refuse a run folder made with other data."""
     import json
 
-    import problems.p3_better_ablation as A
+    import problems.p3.ablation_cli as A
     from scratchnet import train
     if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
         pytest.skip("no CIFAR-10 under the data root")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from problems import p5_rnn_adder as P5
-from problems.common import adder
 from problems.common.cli import UserError
+from problems.p5 import adder
+from problems.p5 import cli as P5
 from scratchnet.rnn import HardThresholdRNN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_extreme_aspect_ratio_is_preprocessed_within_bounds(resized_sizes, size)
 def test_p1_runs_on_a_40000x1_image_within_bounds(tmp_path, resized_sizes, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from problems import p1_pretrained as P1
+    from problems.p1 import cli as P1
     from problems.common.pretrained import MAX_RESIZED_PIXELS
     path = tmp_path / "line.png"
     Image.fromarray(np.linspace(0, 255, 40000).astype(np.uint8)[None, :]).save(path)  # a small file

@@ -4,7 +4,8 @@ import pytest
 
 import scratchnet as sn
 from scratchnet import functional as F
-from scratchnet import models, optim
+from problems.p3 import models
+from scratchnet import optim
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not sn.backend.cupy_available(), reason="CuPy or a CUDA GPU is absent")]
@@ -215,14 +216,18 @@ def test_resume_on_cupy_gives_the_same_weights(tmp_path):
     """Interrupted after epoch 1 and resumed from the checkpoint = uninterrupted, bit for bit, on the GPU."""
     from cifar_helpers import make_pickles
     from scratchnet.data import load_cifar10
+    from problems.p3.recipe import EMA_WARMUP, Recipe
     from scratchnet.train import ScratchnetLearner, TrainConfig
     from train_helpers import assert_resume_is_exact
 
     make_pickles(tmp_path / "data", n_per_batch=32, n_test=20)
     data = load_cifar10(tmp_path / "data", progress=False, use_cache=False)
-    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, ema_decay=0.9, flip_mode="alternating")
+    recipe = Recipe(TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, ema_decay=0.9), flip_mode="alternating")
+    cfg = recipe.train
     assert_resume_is_exact(
-        lambda: ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg, backend="cupy"), data, cfg, tmp_path)
+        lambda: ScratchnetLearner(models.small_cnn(batch_norm=True, seed=3), cfg, backend="cupy",
+                                  ema_warmup=EMA_WARMUP), data, cfg, tmp_path,
+        augment=recipe.augment(len(data.train_y)), settings=recipe.own_settings())
 
 
 def test_gpu_arrays_save_load_and_mix_with_host_labels(tmp_path):

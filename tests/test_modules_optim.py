@@ -12,7 +12,7 @@ from scratchnet import nn, optim
 from scratchnet.backend import BackendError
 
 from gradcheck import nhwc_to_nchw
-from problems.common.torch_reference import torch_twin as torch_twin_of
+from problems.p3.torch_reference import torch_twin as torch_twin_of
 
 
 def small_net(rng=0, bn=False):

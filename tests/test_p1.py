@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 from PIL import Image  # noqa: E402
 
-from problems import p1_pretrained as P1  # noqa: E402
-from problems.common import feature_maps as FM  # noqa: E402
 from problems.common.pretrained import load_pretrained  # noqa: E402
+from problems.p1 import cli as P1  # noqa: E402
+from problems.p1 import feature_maps as FM  # noqa: E402
 
 
 @pytest.fixture(scope="module")

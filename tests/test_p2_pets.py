@@ -9,9 +9,9 @@ import pytest
 from pets_helpers import photo, make_mini_pets
 
 from problems.common.cli import UserError
-from problems.common.linear_probe import (confusion_matrix, l2_normalize, mean_per_class_accuracy,
+from problems.p2.linear_probe import (confusion_matrix, l2_normalize, mean_per_class_accuracy,
                                           most_confused_pairs, per_class_accuracy)
-from problems.common.pets import ImageReadLog, breed_of, find_pets_root, load_pets, open_rgb, parse_split_file
+from problems.p2.pets import ImageReadLog, breed_of, find_pets_root, load_pets, open_rgb, parse_split_file
 
 
 def test_split_parser_and_classes(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pets_helpers import make_mini_pets
 
-from problems.common.linear_probe import ScratchnetSoftmax, cross_validate_C, l2_normalize, mean_per_class_accuracy
-from problems.common.pets import load_pets
+from problems.p2.linear_probe import ScratchnetSoftmax, cross_validate_C, l2_normalize, mean_per_class_accuracy
+from problems.p2.pets import load_pets
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -35,7 +35,7 @@ def mini(tmp_path):
 
 
 def test_features_shape_nonnegative_unit_norm_and_cache(lite0, mini, tmp_path, monkeypatch, capsys):
-    from problems.common import features as feat_mod
+    from problems.p2 import penultimate as feat_mod
     from problems.common.pretrained import penultimate_features
     model, preprocess = lite0
     sp = mini.splits["test"]                    # 5 files: RGB/PNG-in-jpg, Bengal x2, basset_hound_5 truncated
@@ -90,8 +90,8 @@ def test_scratchnet_softmax_matches_sklearn():
 def test_p2_script_on_real_subset(data_root, tmp_path):
     """End to end on 3 breeds x 3 images per split of the shared copy; then a cache-hit rerun."""
     from problems.common.cli import UserError
-    from problems.common.pets import find_pets_root
-    from problems.p2_transfer import main
+    from problems.p2.pets import find_pets_root
+    from problems.p2.cli import main
     try:
         find_pets_root(data_root)
     except UserError:
@@ -119,16 +119,33 @@ def test_p2_script_on_real_subset(data_root, tmp_path):
     r2 = json.loads((tmp_path / "out" / "results.json").read_text())
     assert r2["extraction"]["test"]["from_cache"] and r2["extraction"]["trainval"]["from_cache"]
     assert r2["mean_per_class_accuracy"] == r["mean_per_class_accuracy"]
+    from problems.p2.result import P2Result
+    assert P2Result.read(tmp_path / "out" / "results.json").to_json() == r2   # the real output fits its type
 
 
 def test_p2_bad_arguments(tmp_path, capsys):
     from problems.common.cli import run_main
-    from problems.p2_transfer import main
+    from problems.p2.cli import main
     assert run_main(main, ["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "Oxford-IIIT Pet not found" in capsys.readouterr().err
     make_mini_pets(tmp_path)
     assert run_main(main, ["--data-dir", str(tmp_path), "--compare", "forest", "--out", str(tmp_path / "o")]) == 2
     assert "--compare" in capsys.readouterr().err
+
+
+def test_p2_script_from_another_folder_and_as_module(tmp_path):
+    """The old script path works from any folder, and `python -m problems.p2` is the same program."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(repo / "problems" / "p2_transfer.py"), "--no-download", "--data-dir",
+                        str(tmp_path / "none"), "--out", str(tmp_path / "o")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: Oxford-IIIT Pet not found"), r.stderr
+    m = subprocess.run([sys.executable, "-m", "problems.p2", "--help"], cwd=repo, capture_output=True, text=True,
+                       timeout=120)
+    assert m.returncode == 0 and "usage: p2_transfer.py" in m.stdout and "--limit-per-class" in m.stdout
 
 
 def test_mean_per_class_differs_from_accuracy_on_imbalance():

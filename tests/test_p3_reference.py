@@ -1,15 +1,15 @@
-"""P3 helpers in problems/common: CIFAR download decision (no network used) and the PyTorch reference nets."""
+"""P3 helpers in problems/p3: CIFAR download decision (no network used) and the PyTorch reference nets."""
 import math
 
 import numpy as np
 import pytest
 
-import problems.common.cifar_download as dl
+import problems.p3.cifar_download as dl
 from problems.common.cli import UserError
 from cifar_helpers import make_pickles, make_tree
 
 torch = pytest.importorskip("torch")
-from problems.common import torch_reference as tr  # noqa: E402
+from problems.p3 import torch_reference as tr  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- download

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import scratchnet as sn
-from scratchnet import models
+from problems.p3 import models
 from scratchnet.data import load_cifar10
 from scratchnet.train import ScratchnetLearner, TrainConfig, fit
 from train_helpers import assert_resume_is_exact

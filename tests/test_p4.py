@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 from PIL import Image  # noqa: E402
 
-from problems import p4_adversarial as P4  # noqa: E402
-from problems.common import adversarial as A  # noqa: E402
+from problems.p4 import attack as A  # noqa: E402
+from problems.p4 import cli as P4  # noqa: E402
 from problems.common.cli import run_main  # noqa: E402
 from problems.common.pretrained import load_pretrained, with_normalization  # noqa: E402
 

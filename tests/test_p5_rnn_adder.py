@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from problems.common import adder
+from problems.p5 import adder
 from scratchnet.rnn import HardThresholdRNN
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,8 +17,6 @@ import build_report  # noqa: E402
 import make_report  # noqa: E402
 from jobs import Job  # noqa: E402
 from report_fixtures import p1, p2, p3, p4, p5  # noqa: E402
-from report_fixtures.common import _png, _write  # noqa: E402,F401
-from report_fixtures.p4 import _robust  # noqa: E402
 
 SECTION_TITLES = ["P1. A pretrained CNN", "P2. Transfer learning", "P3. Training CNNs on CIFAR-10",
                   "P4. Adversarial examples", "P5. A hard-threshold RNN", "Appendix A.", "Appendix B. Code"]
@@ -136,28 +133,8 @@ def test_malformed_results_cost_only_their_section(tmp_path):
     (root / "p4" / "results.json").write_text(json.dumps(data))
     (root / "p2" / "results.json").write_text("{not json")
     text = build_report.build(root, tmp_path / "out", no_code=True, pdf=False)["html"].read_text()
-    assert "could not be read" in text and "unreadable results file" in text
-    assert "bell pepper" in text and "1,048,576" in text
-
-
-def test_transform_verdicts_follow_the_table():
-    rows = [{"robustness": _robust([True, False, True, True, False])},
-            {"robustness": _robust([True, False, False, True, False])}]
-    t = build_report.p4_table(rows)
-    verdict = {s["transform"]: s["verdict"] for s in t["summary"]}
-    assert verdict["hflip"].startswith("broke the attack on all 2")
-    assert verdict["crop80"].startswith("broke the attack on 1 of 2")
-    assert verdict["rotate30"].startswith("did not break the attack")
-    assert t["overall"] == ("Hflip, grayscale broke the attack on every image; crop80 broke it on some images "
-                            "only; the target survived rotate30 on every image.")
-
-
-def test_bn_sentence_says_which_loss_is_lower():
-    small = {"train_loss": [2.0, 1.0], "final_test_accuracy": 0.5}
-    bn = {"train_loss": [1.5, 1.2], "final_test_accuracy": 0.6}
-    s = build_report.p3_bn_sentence(small, bn)
-    assert "1.200, higher than the plain network's 1.000" in s and "+10.0 percentage points" in s
-    assert build_report.p3_bn_sentence(None, bn) is None
+    assert "unreadable results file" in text and "P4Result: missing field" in text   # P4 refused by its type
+    assert "bell pepper" in text and "1,048,576" in text and "survives all transforms for 1 of 1" in text
 
 
 def test_markdown_subset():

@@ -51,6 +51,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,27 @@ from PIL import Image, UnidentifiedImageError
 from problems.common.cli import UserError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
+
+
+@dataclass
+class ModelInfo:
+    """A pretrained classifier as results files record it."""
+    name: str
+    library: str           # e.g. "timm 1.0.31"
+    weights: str           # where the ImageNet weights came from
+
+
+@dataclass
+class Preprocessing:
+    """How an image becomes the network's input (Preprocess.describe()): resize the short side, centre-crop,
+    scale, then (x - mean) / std per channel."""
+    resize_short_side: int
+    interpolation: str
+    center_crop: int
+    scale: str
+    mean: list[float]
+    std: list[float]
+    text: str              # the recipe in one line
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -143,3 +143,20 @@ def alternating_flip(x, indices, epoch: int, n_total: int, seed: int = 0):
         sel = _index_to(xp, idx)
         out[sel] = x[sel, :, ::-1]
     return out
+
+
+def mirror(x):
+    """The batch mirrored left-right, out[n, i, j] = x[n, i, W-1-j] (a view, no copy): a test-time view."""
+    return x[:, :, ::-1]
+
+
+def shift(x, dy: int, dx: int):
+    """The batch moved by dy rows and dx columns (positive: down and right), edges reflected: a test-time
+    view. out[n, i, j] = x[n, i - dy, j - dx], with indices outside the image mirrored back in."""
+    xp = get_array_module(x)
+    p = max(abs(dy), abs(dx))
+    if p == 0:
+        return x
+    h, w = x.shape[1:3]
+    padded = xp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+    return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]

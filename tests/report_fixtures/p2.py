@@ -1,30 +1,53 @@
-"""P2's fixture results for the report tests."""
+"""P2's fixture results for the report tests: a synthetic P2Result, written as the script writes it."""
 from pathlib import Path
 
-from .common import _png, _write
+from problems.common.pretrained import Preprocessing
+from problems.p2.result import (BackboneScore, BreedScore, ClassifierScore, ConfusedPair, Coverage, CrossValidation,
+                                CVPoint, Extraction, Extractions, ImageDefects, MissingImages, ExtractorInfo, P2Result,
+                                ReadLog, SplitCounts, UnavailableBackbone)
+
+from .common import _png
+
+
+def result(figures: dict | None = None) -> P2Result:
+    """Two breeds (as with --max-breeds 2), two classifiers, one backbone that did not load; `figures` as the
+    script names them. The numbers agree with each other: the accuracies follow from the confusion matrix."""
+    mpca = (17 / 17 + 18 / 23) / 2
+    log = ReadLog(converted={"PNG-in-.jpg RGBA": 1}, converted_files=["Abyssinian_5.jpg: PNG-in-.jpg RGBA"],
+                  n_converted=1, skipped=[], n_skipped=0)
+    r = P2Result(
+        problem="p2", command="problems/p2_transfer.py", seed=0, model="tf_efficientnet_lite0",
+        model_info=ExtractorInfo(name="tf_efficientnet_lite0", library="timm", weights="ImageNet-1k", feature_dim=1280,
+                             preprocessing=Preprocessing(256, "bicubic", 224, "pixels / 255 -> [0, 1]", [0.5] * 3,
+                                                         [0.5] * 3, "resize")),
+        feature_dim=1280, feature_min=0.0, flip_averaged=True, classifier="logreg", C=10.0,
+        mean_per_class_accuracy=mpca, accuracy=0.875, n_train=40, n_test=40, n_classes_test=2, n_classes=2,
+        coverage=Coverage("40 test images of 3669 listed (1.1%), 2 of 37 breeds", 3669, 2011, 40, 3680, 40,
+                          None, 2),
+        missing_images=MissingImages(SplitCounts(3680, 2176, 1504, {"pug": 66}),
+                                     SplitCounts(3669, 2011, 1658, {"pug": 85})),
+        unlisted_files=29, image_defects=ImageDefects(log, ReadLog({}, [], 0, [], 0)),
+        extraction=Extractions(Extraction(40, 1.5, 26.7, True, "lite0_trainval.npz", 2),
+                               Extraction(40, 1.5, 26.7, True, "lite0_test.npz", 2)),
+        model_load_seconds=1.5,
+        cv=CrossValidation(5, "balanced accuracy", "balanced",
+                           {"logreg": [CVPoint(1.0, 0.85, 0.01), CVPoint(10.0, 0.89, 0.01)],
+                            "svm": [CVPoint(0.3, 0.88, 0.02)]}),
+        classifiers=[ClassifierScore("logreg", 10.0, "cv", mpca, 0.875, 9.3),
+                     ClassifierScore("svm", 0.3, "cv", 0.8801, 0.88, 0.2)],
+        per_breed={"pug": BreedScore(1.0, 17, 17), "boxer": BreedScore(18 / 23, 23, 23)},
+        most_confused_pairs=[ConfusedPair("pug", "boxer", 5, 0, 5, 17, 23)],
+        confusion_matrix=[[17, 0], [5, 18]],
+        backbones=[BackboneScore("tf_efficientnet_lite0", 1280, "logreg", 10.0, mpca, 0.875, 40),
+                   UnavailableBackbone("tf_efficientnet_lite2", False, "package not installed")],
+        figures=figures or {"confusion_matrix": "confusion_matrix.png", "cv_curve": "cv_curve.png"},
+        discussion="", data_root="DATA/pets")
+    r.discussion = r.discussion_text()
+    return r
 
 
 def write(root: Path) -> None:
     """P2's results under root, as its script writes them."""
     p2 = root / "p2"
-    _write(p2 / "results.json", {
-        "command": "problems/p2_transfer.py", "model": "tf_efficientnet_lite0",
-        "model_info": {"library": "timm", "weights": "ImageNet-1k", "preprocessing": {"text": "resize"}},
-        "feature_dim": 1280, "flip_averaged": True, "classifier": "logreg", "C": 10.0,
-        "mean_per_class_accuracy": 0.8912, "accuracy": 0.8899, "n_train": 2176, "n_test": 2011,
-        "n_classes_test": 37, "coverage": {"text": "2011 test images of 3669 listed (54.8%), 37 of 37 breeds"},
-        "missing_images": {"test": {"listed": 3669, "present": 2011}},
-        "extraction": {"trainval": {"from_cache": True}, "test": {"from_cache": True}},
-        "cv": {"folds": 5, "scoring": "balanced accuracy", "class_weight": "balanced"},
-        "classifiers": [{"classifier": "logreg", "C": 10.0, "mean_per_class_accuracy": 0.8912, "accuracy": 0.8899,
-                         "seconds": 9.3},
-                        {"classifier": "svm", "C": 0.3, "mean_per_class_accuracy": 0.8801, "accuracy": 0.88,
-                         "seconds": 0.2}],
-        "per_breed": {"pug": {"accuracy": 0.95, "n_test": 20, "n_train": 20},
-                      "boxer": {"accuracy": 0.6, "n_test": 20, "n_train": 20}},
-        "most_confused_pairs": [{"a": "boxer", "b": "pug", "errors": 5, "a_as_b": 3, "b_as_a": 2}],
-        "backbones": [{"model": "tf_efficientnet_lite0", "feature_dim": 1280, "mean_per_class_accuracy": 0.8912,
-                       "available": True},
-                      {"model": "tf_efficientnet_lite2", "available": False, "reason": "package not installed"}],
-        "figures": {"confusion_matrix": _png(p2 / "cm.png", 50, 50), "cv_curve": _png(p2 / "cv.png")},
-        "discussion": "P2 discussion text."})
+    result({"confusion_matrix": _png(p2 / "cm.png", 50, 50), "cv_curve": _png(p2 / "cv.png")}).write(
+        p2 / "results.json")

@@ -1,38 +1,63 @@
-"""P3's fixture results for the report tests."""
-import json
+"""P3's fixture results for the report tests: synthetic P3Result / P3Comparison objects with every field a
+trained run writes, written as the script writes them."""
 from pathlib import Path
 
-from .common import _png, _write
+from problems.p3.result import AblationRow, Hyperparameters, LayerRow, P3Comparison, P3Result
+
+from .common import _png
 
 
-def _p3(model, losses, accs, folder: Path, extra=None):
-    figs = {"loss": _png(folder / "loss.png", 60, 40), "filters": _png(folder / "filters.png", 96, 24)}
-    r = {"problem": "p3", "model": model, "backend": "numpy", "epochs": len(losses), "train_loss": losses,
-         "train_accuracy": [0.3] * len(losses), "test_loss": [l + 0.1 for l in losses], "test_accuracy": accs,
-         "final_test_accuracy": accs[-1], "final_test_error": 1 - accs[-1], "seconds": 120.0,
-         "command": f"problems/p3_small_cnn.py --model {model}",
-         "hyperparameters": {"epochs": len(losses), "batch_size": 128, "lr": 0.02, "momentum": 0.9,
-                             "weight_decay": 0.0005, "label_smoothing": 0.0, "seed": 0},
-         "optimizer": "SGD, Nesterov momentum 0.9", "schedule": "one-cycle", "augmentation": "random crop",
-         "weight_averaging": "none", "test_time_augmentation": "none", "normalisation": "per-channel",
-         "initialisation": "He normal", "architecture": ["conv 11x11, 3->64", "linear 128->10"],
-         "parameters": 246026, "data_source": "JPEG copy (lossy)", "n_train": 50000, "n_test": 10000,
-         "figures": figs, "discussion": f"The {model} network discussion."}
-    r.update(extra or {})
-    _write(folder / "results.json", r)
+def result(model: str, losses: list, accs: list, **extra) -> P3Result:
+    """A trained run of `model` with these per-epoch training losses and test accuracies."""
+    n = len(losses)
+    fields = dict(
+        problem="p3", model=model, backend="numpy", device="cpu", epochs=n, train_loss=losses,
+        train_accuracy=[0.3] * n, test_loss=[loss + 0.1 for loss in losses], test_accuracy=accs,
+        final_test_accuracy_without_tta=None, epoch_seconds=[40.0] * n, images_per_second=[1250.0] * n,
+        final_test_accuracy=accs[-1], final_test_error=1 - accs[-1], seconds=120.0, seconds_this_invocation=121.5,
+        command=f"problems/p3_small_cnn.py --model {model}",
+        hyperparameters=Hyperparameters(epochs=n, batch_size=128, lr=0.02, momentum=0.9, nesterov=True,
+                                        weight_decay=0.0005, label_smoothing=0.0, schedule="onecycle",
+                                        warmup_fraction=0.2, crop_padding=4, crop_mode="zero", flip=True,
+                                        flip_mode="random", ema_decay=0.0, tta=0, eval_batch_size=1000, seed=0),
+        optimizer="SGD, Nesterov momentum 0.9", schedule="one-cycle", augmentation="random crop",
+        label_smoothing=0.0, weight_averaging="none", test_time_augmentation="none", normalisation="per-channel",
+        initialisation="He normal", architecture=["conv 11x11, 3->64", "linear 128->10"], first_conv_padding=0,
+        parameters=246026, data_source="JPEG copy (lossy)", data_dir="DATA/cifar10", n_train=50000, n_test=10000,
+        weights_file="weights.npz",
+        layers=[LayerRow(layer="conv1", type="Conv2d", output_shape=[22, 22, 64], parameters=23296,
+                         fixed_weights=0, flops=22488576)],
+        figures={"loss": "loss.png", "filters": "filters.png"}, discussion=f"The {model} network discussion.")
+    fields.update(extra)
+    return P3Result(**fields)
+
+
+def better() -> P3Result:
+    """Part 3 with its extras: the rationale and the ablation table."""
+    return result("better", [1.2, 0.8], [0.80, 0.9312], parameters=1971352, final_test_accuracy_without_tta=0.925,
+                  rationale=["whitened first layer", "EMA of the weights"], design_notes="docs/p3_better.md",
+                  ablation=[AblationRow(variant="no EMA", test_accuracy=0.92, note="one run")],
+                  ablation_budget="4 epochs on 5000 images", ablation_discussion="Dirac init matters most.",
+                  ablation_file="weights/p3_better_ablation.json",
+                  figures={"loss": "loss.png", "filters": "filters.png", "accuracy_vs_time": "accuracy_vs_time.png"})
+
+
+def comparison() -> P3Comparison:
+    return P3Comparison(problem="p3", compared=["results/p3/small/results.json", "results/p3/small_bn/results.json"],
+                        figures={"bn_comparison": "loss_bn_comparison.png"},
+                        final_train_loss={"small": 1.2, "small_bn (batch norm)": 0.9},
+                        discussion="Training loss per epoch.")
 
 
 def write(root: Path) -> None:
-    """P3's results under root, as its script writes them."""
+    """P3's results under root, as its script writes them (figures beside each JSON)."""
     p3 = root / "p3"
-    _p3("small", [2.0, 1.5, 1.2], [0.40, 0.50, 0.55], p3 / "small")
-    _p3("small_bn", [1.6, 1.1, 0.9], [0.50, 0.60, 0.66], p3 / "small_bn")
-    _p3("better", [1.2, 0.8], [0.80, 0.9312], p3 / "better",
-        {"rationale": ["whitened first layer", "EMA of the weights"],
-         "ablation": [{"variant": "no EMA", "test_accuracy": 0.92, "note": "one run"}], "parameters": 1971352,
-         "ablation_budget": "4 epochs on 5000 images", "ablation_discussion": "Dirac init matters most."})
-    better = json.loads((p3 / "better" / "results.json").read_text())
-    better["figures"]["accuracy_vs_time"] = _png(p3 / "better" / "accuracy_vs_time.png")
-    _write(p3 / "better" / "results.json", better)
-    _write(p3 / "comparison.json", {"figures": {"bn_comparison": _png(p3 / "loss_bn_comparison.png")},
-                                    "discussion": "Training loss per epoch."})
+    runs = {"small": result("small", [2.0, 1.5, 1.2], [0.40, 0.50, 0.55]),
+            "small_bn": result("small_bn", [1.6, 1.1, 0.9], [0.50, 0.60, 0.66]), "better": better()}
+    for model, r in runs.items():
+        for name in r.figures.values():
+            _png(p3 / model / name, *((96, 24) if name == "filters.png" else (60, 40) if name == "loss.png" else ()))
+        r.write(p3 / model / "results.json")
+    c = comparison()
+    _png(p3 / c.figures["bn_comparison"])
+    c.write(p3 / "comparison.json")

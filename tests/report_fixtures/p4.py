@@ -1,40 +1,67 @@
-"""P4's fixture results for the report tests."""
+"""P4's fixture results for the report tests: synthetic P4Result / P4EotResult, written as the script writes them."""
 from pathlib import Path
 
-from .common import _png, _write
+from problems.p4.result import (AttackEntry, ClassRef, EotConfig, EotEntry, EpsTry, Method, ModelInfo,
+                                P4EotResult, P4Result, Preprocessing, Summary, TransformRow, observed)
+
+from .common import _png
 
 
 def _robust(kept_flags, names=("none", "hflip", "crop80", "rotate30", "grayscale")):
-    return [{"transform": n, "target_prob": 0.9 if k else 0.001, "top1": 1, "top1_name": "goldfish" if k else "espresso",
-             "top1_prob": 0.9 if k else 0.8, "target_kept": k} for n, k in zip(names, kept_flags)]
+    return [TransformRow(transform=n, target_prob=0.9 if k else 0.001, top1=1,
+                         top1_name="goldfish" if k else "espresso", top1_prob=0.9 if k else 0.8, target_kept=k)
+            for n, k in zip(names, kept_flags)]
 
 
-def _p4_image(name, eps, kept):
-    return {"image": f"/x/{name}.png", "adv_png": f"{name}_adv.png", "target": {"class_id": 1, "name": "goldfish"},
-            "eps": eps, "linf": int(eps), "psnr_db": 49.1, "clean_top1": {"class_id": 967, "name": "espresso"},
-            "clean_prob": 0.95, "clean_correct": True, "clean_target_prob": 1e-5,
-            "adv_top1": {"class_id": 1, "name": "goldfish"}, "adv_prob": 0.917, "adv_target_prob": 0.917,
-            "success": True, "steps": 17, "seconds": 13.6, "frac_pixels_changed": 0.985,
-            "frac_values_changed": 0.81, "robustness": _robust(kept)}
+def _p4_image(name, eps, kept) -> AttackEntry:
+    return AttackEntry(image=f"DATA/{name}.png", adv_png=f"{name}_adv.png", target=ClassRef(1, "goldfish"),
+                       eps=eps, linf=int(eps), psnr_db=49.1, clean_top1=ClassRef(967, "espresso"),
+                       clean_prob=0.95, clean_correct=True, clean_target_prob=1e-5,
+                       adv_top1=ClassRef(1, "goldfish"), adv_prob=0.917, adv_target_prob=0.917,
+                       success=True, steps=17, seconds=13.6, frac_pixels_changed=0.985,
+                       frac_values_changed=0.81, robustness=_robust(kept))
+
+
+def _head() -> dict:
+    return dict(command="problems/p4_adversarial.py", seed=0,
+                model=ModelInfo(name="tf_efficientnet_lite0", library="timm", weights="ImageNet-1k"),
+                preprocessing=Preprocessing(256, "bicubic", 224, "pixels / 255 -> [0, 1]", [0.5] * 3, [0.5] * 3,
+                                            "resize"),
+                device="cpu", threads=2,
+                method=Method(update="ifgsm", step_px=0.25, momentum=0.5, lam=None, confidence=0.9, max_steps=200,
+                              gradient_at="8-bit"),
+                noise_display="grey = unchanged")
+
+
+def result(figures: dict | None = None) -> P4Result:
+    """Two images at eps 1: every transform breaks the coffee attack, crop80 keeps the rocket's."""
+    images = [_p4_image("coffee", 1.0, [True] + [False] * 4),
+              _p4_image("rocket", 1.0, [True, False, True, False, False])]
+    return P4Result(**_head(), eps=1.0, images=images,
+                    summary=Summary(all_succeeded=True, total_steps=34, total_seconds=27.2),
+                    figures=figures or {"attack": "attack.png", "robustness": "robustness.png"},
+                    discussion={"hflip": "Mirroring moves the noise."}, discussion_observed=observed(images))
+
+
+def eot_result(figures: dict | None = None) -> P4EotResult:
+    """One image whose EOT attack survives every transform at eps 4 (eps 2 did not)."""
+    img = _p4_image("coffee", 4.0, [True] * 5)
+    entry = EotEntry(**vars(img), eps_tried=[EpsTry(eps=2, success=True, all_transforms_kept=False, steps=100,
+                                                    seconds=80.0),
+                                             EpsTry(eps=4, success=True, all_transforms_kept=True, steps=25,
+                                                    seconds=20.0)],
+                     plain_robustness=_robust([True] + [False] * 4))
+    return P4EotResult(**_head(), eot=EotConfig(samples_per_step=4, max_steps=100, eps_grid=[2, 4, 8, 16],
+                                                step_px="eps/8", distribution="flip, crop"),
+                       images=[entry],
+                       figures=figures or {"attack": "attack_eot.png", "robustness": "robustness_eot.png"},
+                       discussion="EOT discussion.", discussion_observed=observed([entry]))
 
 
 def write(root: Path) -> None:
     """P4's results under root, as its script writes them."""
     p4 = root / "p4"
-    head = {"command": "problems/p4_adversarial.py", "model": {"name": "tf_efficientnet_lite0", "library": "timm"},
-            "method": {"update": "ifgsm", "step_px": 0.25, "momentum": 0.5, "confidence": 0.9, "max_steps": 200,
-                       "gradient_at": "8-bit"}, "noise_display": "grey = unchanged", "device": "cpu"}
-    _write(p4 / "results.json", dict(head, eps=1.0, images=[_p4_image("coffee", 1.0, [True] + [False] * 4),
-                                                             _p4_image("rocket", 1.0, [True, False, True, False, False])],
-                                     summary={"total_steps": 34, "total_seconds": 27.2},
-                                     figures={"attack": _png(p4 / "attack.png", 30, 40),
-                                              "robustness": _png(p4 / "robustness.png", 50, 20)},
-                                     discussion={"hflip": "Mirroring moves the noise."}))
-    eot_img = _p4_image("coffee", 4.0, [True] * 5)
-    eot_img["eps_tried"] = [{"eps": 2, "success": True, "all_transforms_kept": False, "steps": 100},
-                            {"eps": 4, "success": True, "all_transforms_kept": True, "steps": 25}]
-    _write(p4 / "results_eot.json", dict(head, eot={"samples_per_step": 4, "distribution": "flip, crop",
-                                                    "eps_grid": [2, 4, 8, 16]}, images=[eot_img],
-                                         figures={"attack": _png(p4 / "attack_eot.png"),
-                                                  "robustness": _png(p4 / "robustness_eot.png")},
-                                         discussion="EOT discussion."))
+    result({"attack": _png(p4 / "attack.png", 30, 40),
+            "robustness": _png(p4 / "robustness.png", 50, 20)}).write(p4 / "results.json")
+    eot_result({"attack": _png(p4 / "attack_eot.png"),
+                "robustness": _png(p4 / "robustness_eot.png")}).write(p4 / "results_eot.json")

@@ -1,4 +1,4 @@
-"""Targeted adversarial attacks on 8-bit images and the transforms that test their robustness (P4).
+"""P4's attack: targeted adversarial examples on 8-bit images, and the transforms that test their robustness.
 
 Images are uint8 tensors ``(3, H, W)`` in 0-255 pixel units; ``net`` is a pixel-space model
 (``with_normalization``) that maps ``x / 255`` (N, 3, H, W) to ImageNet logits (N, 1000).
@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from problems.p4.result import TRANSFORM_NAMES, TransformRow
 
 CROP_AREA = 0.8
 ROTATION_DEG = 30
@@ -84,18 +86,19 @@ def t_gray(im):
 
 TRANSFORMS = {"none": lambda im: im, "hflip": t_flip, f"crop{int(CROP_AREA * 100)}": t_crop,
               f"rotate{ROTATION_DEG}": t_rotate, "grayscale": t_gray}
+assert tuple(TRANSFORMS) == TRANSFORM_NAMES   # the results' rows name them
 
 
 def robustness(net, im: Image.Image, target: int, class_names):
-    """Apply every transform to an 8-bit image; [{transform, target_prob, top1, top1_name, top1_prob}]."""
+    """Apply every transform to an 8-bit image: (a TransformRow per transform, the transformed images)."""
     import torch
     imgs = [f(im) for f in TRANSFORMS.values()]
     probs = classify_u8(net, torch.stack([to_uint8_tensor(i) for i in imgs]))
     rows = []
-    for name, p, i in zip(TRANSFORMS, probs, imgs):
+    for name, p in zip(TRANSFORMS, probs):
         top = int(p.argmax())
-        rows.append({"transform": name, "target_prob": float(p[target]), "top1": top,
-                     "top1_name": class_names[top], "top1_prob": float(p[top]), "target_kept": top == target})
+        rows.append(TransformRow(transform=name, target_prob=float(p[target]), top1=top,
+                                 top1_name=class_names[top], top1_prob=float(p[top]), target_kept=top == target))
     return rows, imgs
 
 

@@ -1,4 +1,4 @@
-"""Feature maps of a pretrained CNN (P1): which layers to read, forward hooks, channel choice, figures.
+"""Feature maps of a pretrained CNN: which layers to read, forward hooks, channel choice, figures.
 
 * :func:`pick_layers` -- an early, a middle and a late stage output (first / middle / last of the model's
   4-D stage outputs, :func:`candidate_layers`).

@@ -293,12 +293,11 @@ class TorchLearner:
         return float(loss.detach()), int((logits.argmax(dim=1) == target).sum())
 
     @torch.no_grad()
-    def predict_logits(self, x, tta: int | None = None):
-        """Host logits in eval mode; tta as in scratchnet's learner (the same views, averaged)."""
+    def predict_logits(self, x, views=None):
+        """Host logits in eval mode; views as in scratchnet's learner (test-time views, averaged)."""
         from scratchnet.train import tta_logits
         self.model.eval()
-        level = getattr(self.config, "tta", 0) if tta is None else tta
-        return tta_logits(lambda v: self.model(nhwc_to_nchw(v, self.device)).cpu().numpy(), x, level)
+        return tta_logits(lambda v: self.model(nhwc_to_nchw(v, self.device)).cpu().numpy(), x, views)
 
     def weights(self) -> dict:
         return to_flat_dict(self.model, scratchnet_names(self.model_name))

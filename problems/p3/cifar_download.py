@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from problems.common.cli import UserError
+from problems.common.downloads import HOSTS, network_reachable, obtainable
 from scratchnet.data.cifar import PICKLE_DIR, TREE_DIR, DatasetError, find_dataset_dir, load_cifar10
-
-from .cli import UserError
-from .downloads import HOSTS, network_reachable, obtainable
 
 
 def expected_layouts(root) -> str:

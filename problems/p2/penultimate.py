@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from problems.common.pets import ImageReadLog
+from problems.p2.pets import ImageReadLog
 from scratchnet.io import load_npz, save_npz
 
 CACHE_VERSION = 1

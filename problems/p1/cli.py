@@ -1,0 +1,72 @@
+"""P1: a pretrained ImageNet CNN on an image: top-k classes, then feature maps from three depths.
+
+    python problems/p1_pretrained.py [--image PATH] [--model NAME] [--topk 3] [--data-dir D] [--out DIR] [--seed S]
+    python -m problems.p1 ...           (the same)
+
+Part 1 prints one line per rank (``1. bell pepper (945): 0.676``). Part 2 records the real activations of
+the full network with forward hooks during one ordinary forward pass of the preprocessed image, picks five
+channels at an early, a middle and a late layer by a stated rule (strongest mean activation), normalises
+each map to [0, 1] and saves one figure per depth plus a combined figure. ``DIR/results.json`` and
+``DIR/results.md`` hold the numbers, the chosen maps and a short discussion.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from problems.common.assets import peppers_path
+from problems.common.cli import add_common_args, command_line, positive_int, seed_everything
+from problems.p1.feature_maps import combined_figure, depth_figure
+from problems.p1.run import P1Run, run
+from scratchnet.io import write_text
+
+MAX_MAPS = 32
+
+
+def write_figures(out: Path, r: P1Run, n_maps: int) -> dict:
+    """One figure per depth and a combined one into `out`; -> {role: file name relative to results.json}."""
+    figures = {}
+    for d in r.depths:
+        path = out / f"feature_maps_{d.depth}.png"
+        c, h, w = d.shape
+        depth_figure(path, d.maps, d.titles, f"{d.depth} feature maps ({d.layer}, {c} ch, {h}x{w}), "
+                     "each normalised to [0, 1]")
+        figures[d.depth] = path.name
+    path = out / "feature_maps_all.png"
+    top = r.result.top[0]
+    combined_figure(path, r.seen, [(f"input ({d.depth}: {d.layer})", d.maps, d.titles) for d in r.depths],
+                    n_maps, f"{r.result.model.name}: top-1 {top.name} ({top.prob:.3f}); feature maps "
+                    "chosen by strongest mean activation, each normalised to [0, 1]")
+    figures["combined"] = path.name
+    return figures
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
+    ap.add_argument("--image", type=Path, default=None, help="image file (default: DATA/peppers.png, else the copy in problems/assets/)")
+    ap.add_argument("--model", default="tf_efficientnet_lite0",
+                    help="tf_efficientnet_lite0 (offline default), tf_efficientnet_lite1/2 or a torchvision "
+                         "classification model name (needs cached weights or the network)")
+    ap.add_argument("--topk", type=positive_int, default=3, help="how many classes to print (default 3)")
+    ap.add_argument("--maps", type=positive_int, default=5,
+                    help=f"feature maps per depth, 1 to {MAX_MAPS} (default 5)")
+    add_common_args(ap, "p1")
+    args = ap.parse_args(argv)
+    if args.maps > MAX_MAPS:  # one figure column per map; the earliest layer of Lite0 has 32 channels
+        ap.error(f"--maps {args.maps}: expected 1 to {MAX_MAPS}")
+    seed_everything(args.seed)
+
+    import matplotlib
+    matplotlib.use("Agg")
+    image = args.image or peppers_path(args.data_dir)
+    r = run(image, args.model, args.topk, args.maps, seed=args.seed, data_dir=args.data_dir,
+            command=command_line(), log=print)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result = r.result
+    result.figures = write_figures(out, r, args.maps)
+    result.seconds = round(time.time() - r.started, 2)
+    result.write(out / "results.json")
+    write_text(out / "results.md", result.markdown())
+    print(f"wrote {out / 'results.json'} and figures {', '.join(Path(f).name for f in result.figures.values())}")

@@ -1,0 +1,228 @@
+"""P3 parts 1-2: the small CIFAR-10 CNN and its batch-norm twin, trained by scratchnet.
+
+    python problems/p3_small_cnn.py --backend numpy|cupy|torch --model small|small_bn|both
+        [--epochs N] [--batch-size B] [--lr LR] [--data-dir D] [--out DIR] [--seed S] [--resume]
+    python problems/p3_small_cnn.py --model small --eval-only --weights weights/p3_small.npz
+    python problems/p3_small_cnn.py --compare A/results.json B/results.json [--out DIR]
+
+With no arguments it trains both networks with scratchnet-numpy (parts 1 and 2) and draws the
+with/without batch-norm loss plot. Per model it writes to DIR/<model>/ with --model both (the default;
+DIR defaults to results/p3), or to DIR itself for a single model:
+results.json, loss.png, filters.png (all 64 first-layer 11x11x3 filters, 4 x 16), weights.npz and a
+checkpoint after every epoch (--resume continues from it with identical results).
+`--backend torch` trains the identical network in PyTorch on the same batches (on the GPU when PyTorch sees
+one, as --backend cupy would run; there in strict float32, no TF32, with deterministic cuDNN): a reference
+only. results.json records the device (cpu or cuda).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from problems.common.cli import (add_common_args, data_root, fraction_below_one, portable_path, positive_float,
+                                 positive_int)
+from problems.common.result import ResultError
+from scratchnet import cpu
+
+from .models import ALL_MODELS, MODELS
+from .result import P3Result
+
+REPO = Path(__file__).resolve().parents[2]
+# The committed part-1/2 runs, drawn beside part 3 in its accuracy-vs-time plot.
+SMALL_RUNS = (("part 1 (small)", REPO / "weights" / "p3_small.json"),
+              ("part 2 (small_bn)", REPO / "weights" / "p3_small_bn.json"))
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=("numpy", "cupy", "torch"), default="numpy",
+                   help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
+    p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
+                   help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 12)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
+    p.add_argument("--label-smoothing", type=fraction_below_one, default=None,
+                   help="label smoothing of the cross-entropy targets (default: 0; better: 0.2)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
+    p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
+                   help="only draw the with/without batch-norm loss plot from two results files")
+    p.add_argument("--ablation", type=Path, default=None,
+                   help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
+    p.add_argument("--limit-per-class", type=positive_int, default=None,
+                   help="use only the first K images per class of each split (smoke tests)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="fetch the official CIFAR-10 when the data root has none and the network answers "
+                        "(default: on; --no-download forbids it)")
+    p.add_argument("--recorded-if-no-data", action="store_true",
+                   help="with --eval-only: if no CIFAR-10 can be had, show the accuracy and curves recorded "
+                        "beside --weights (marked 'recorded, not re-evaluated') instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_args(p, "p3")
+    args = p.parse_args(argv)
+    if args.eval_only and args.weights is None:
+        p.error("--eval-only needs --weights P.npz")
+    if args.eval_only and args.model == "both":
+        p.error("--eval-only needs --model small, small_bn or better (the weights of one network)")
+    if args.weights is not None and not args.eval_only:  # silently training instead would surprise
+        p.error("--weights is read only with --eval-only (training starts from fresh weights)")
+    if args.ablation is not None and args.model != "better":
+        p.error("--ablation belongs to --model better (part 3)")
+    if args.recorded_if_no_data and not args.eval_only:
+        p.error("--recorded-if-no-data belongs to --eval-only")
+    return args
+
+
+def out_dir_for(args, model: str) -> Path:
+    """--out is the folder for one model; with --model both, each model gets a subfolder of it."""
+    return args.out / model if args.model == "both" else args.out
+
+
+def recipe_of(args, model: str):
+    from .recipe import recipe_for
+    return recipe_for(model, args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      label_smoothing=args.label_smoothing)
+
+
+def first_layer_filters(weights: dict):
+    """HWIO filters of the first layer: (11, 11, 3, 64) for the small nets, the whitening (2, 2, 3, 24)."""
+    return weights["conv1.weight"] if "conv1.weight" in weights else weights["whiten.weight"]
+
+
+def draw_figures(out: Path, result: P3Result, weights: dict) -> dict:
+    """The loss curve, the first-layer filters and (part 3) accuracy against time; {role: file name}."""
+    from problems.common.plots import plot_loss_curves
+    from scratchnet.viz import save_filter_grid
+    figures = {}
+    model = result.model
+    epochs = range(1, len(result.train_loss) + 1)
+    if result.train_loss:
+        plot_loss_curves([(model, epochs, result.train_loss)], out / "loss.png",
+                         title=f"P3 {model}: training loss per epoch")
+        figures["loss"] = "loss.png"
+    filters = first_layer_filters(weights)
+    rows, cols = (4, 16) if filters.shape[-1] == 64 else (2, filters.shape[-1] // 2)
+    save_filter_grid(out / "filters.png", filters, rows=rows, cols=cols, upscale=6 if filters.shape[0] > 4 else 16)
+    figures["filters"] = "filters.png"
+    if model == "better" and result.epoch_seconds:
+        figures["accuracy_vs_time"] = draw_accuracy_vs_time(out, result)
+    return figures
+
+
+def draw_accuracy_vs_time(out: Path, result: P3Result) -> str:
+    """Test accuracy after each epoch against cumulative training time: part 3 beside the committed part-1/2 runs."""
+    from itertools import accumulate
+
+    from problems.common.plots import plot_accuracy_vs_time
+    runs = [("part 3 (better)", list(accumulate(result.epoch_seconds)), result.test_accuracy)]
+    for label, path in SMALL_RUNS:
+        if path.is_file():
+            try:
+                r = P3Result.read(path)
+            except ResultError as e:
+                print(f"note: {e}; {label} left out of the accuracy-vs-time plot", file=sys.stderr)
+                continue
+            if r.epoch_seconds and r.test_accuracy:
+                runs.append((label, list(accumulate(r.epoch_seconds)), r.test_accuracy))
+    plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png",
+                          title="P3: test accuracy vs training wall time (scratchnet-numpy, 2 cores)")
+    return "accuracy_vs_time.png"
+
+
+def write(out: Path, result: P3Result, weights: dict, save_weights: bool = True) -> None:
+    """results.json and the figures in `out`, and weights.npz for a network just trained."""
+    if save_weights:
+        from scratchnet.io import save_npz
+        save_npz(out / "weights.npz", weights)
+    result.figures = draw_figures(out, result, weights)
+    result.write(out / "results.json")
+
+
+def check_inputs(args) -> None:
+    """Every check that needs no data, before the data is loaded: bad input fails in a second."""
+    from .result import read_companion
+    from .run import better_extras, make_learner, read_weights
+    if args.backend == "cupy":
+        from scratchnet.backend import array_module
+        array_module("cupy")
+    if args.backend == "torch" and args.model == "better":
+        make_learner("better", "torch", None)  # raises the one-line error
+    if args.eval_only:
+        read_weights(args.weights)
+        read_companion(args.weights.with_suffix(".json"))
+    if args.model == "better" and args.ablation is not None:
+        better_extras(args.ablation)
+
+
+def train_one(args, model: str, data) -> P3Result:
+    from . import run
+    out = out_dir_for(args, model)
+    result, weights = run.train(model, args.backend, recipe_of(args, model), data, out, resume=args.resume,
+                                progress=not args.no_progress, ablation=args.ablation, data_dir=args.data_dir)
+    write(out, result, weights)
+    print(f"P3 {model}: final test accuracy {result.final_test_accuracy:.4f} "
+          f"(error {result.final_test_error:.4f}) on {result.n_test} test images, {data.source}; "
+          f"{result.seconds:.0f} s of training; results in {out / 'results.json'}")
+    return result
+
+
+def eval_only(args, data=None, no_data: str | None = None) -> P3Result:
+    """Evaluate --weights on the test set; with data None (no CIFAR-10 to be had, `no_data` says why) show the
+    accuracy and curves recorded beside the weights instead, marked as not re-evaluated."""
+    from . import run
+    args.out.mkdir(parents=True, exist_ok=True)
+    result, weights = run.evaluate_weights(args.model, args.backend, args.weights, recipe_of(args, args.model),
+                                           data, no_data=no_data, ablation=args.ablation, data_dir=args.data_dir)
+    write(args.out, result, weights, save_weights=False)
+    acc = result.final_test_accuracy
+    how = "evaluated" if data is not None else "recorded, not re-evaluated"
+    print(f"P3 {args.model} (eval only, {portable_path(args.weights)}): test accuracy {acc:.4f} "
+          f"(error {1 - acc:.4f}) on {result.n_test} test images, {how}")
+    return result
+
+
+def compare(paths, out: Path) -> Path:
+    """The with/without batch-norm loss plot of two results files, and comparison.json."""
+    from problems.common.plots import plot_loss_curves
+
+    from . import run
+    comparison, curves = run.compare(paths, out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = plot_loss_curves([(label, range(1, len(losses) + 1), losses) for label, losses in curves],
+                            out / "loss_bn_comparison.png", title="Training loss with and without batch normalisation")
+    comparison.write(out / "comparison.json")
+    print(f"comparison plot: {path}")
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.compare:
+        compare(args.compare, args.out)
+        return 0
+    if args.backend == "numpy":
+        cpu.tune()  # a run of scratchnet's CPU kernels: process-wide BLAS and malloc tuning (scratchnet.cpu)
+    check_inputs(args)
+    if args.eval_only and args.recorded_if_no_data:
+        from .cifar_download import cifar10_obtainable
+        why = cifar10_obtainable(data_root(args.data_dir), download=args.download)
+        if why is not None:
+            print(f"note: {why}; showing the recorded results of {portable_path(args.weights)}", file=sys.stderr)
+            eval_only(args, None, no_data=why)
+            return 0
+    from .run import load_data
+    data = load_data(args.data_dir, download=args.download, limit_per_class=args.limit_per_class,
+                     progress=not args.no_progress)
+    if args.eval_only:
+        eval_only(args, data)
+        return 0
+    models = MODELS if args.model == "both" else (args.model,)
+    for model in models:
+        train_one(args, model, data)
+    if args.model == "both":
+        compare([out_dir_for(args, m) / "results.json" for m in MODELS], args.out)
+    return 0
