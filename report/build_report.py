@@ -36,6 +36,7 @@ from problems.p4.result import P4EotResult, P4Result, p4_eot_facts, p4_table  # 
 from problems.p5.result import P5Result, derivation_markdown  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
+from references import Citations  # noqa: E402
 
 
 # result key -> the problem's result type: load_section reads each results file only through its
@@ -345,6 +346,8 @@ def render_html(ctx: dict, out_dir: Path) -> str:
     helpers = dict(field=field, src=figure_src(out_dir), width=figure_width(), p1_facts=P1Result.facts, p2_facts=p2_facts, p3_facts=p3_facts,
                    p3_bn_sentence=p3_bn_sentence, p3_better_sentence=p3_better_sentence, p4_table=p4_table,
                    p4_eot_facts=p4_eot_facts, p5_facts=P5Result.facts, plural=plural)
+    citations = Citations()
+    helpers["cite"] = citations.cite
     env.globals.update(helpers)
     bodies = []
     for key, title, template in SECTIONS:
@@ -358,7 +361,8 @@ def render_html(ctx: dict, out_dir: Path) -> str:
         rows = glance(ctx["s"])
     except Exception as e:  # noqa: BLE001 - the cover summary must never stop the report
         rows = [("note", f"summary unavailable ({type(e).__name__}: {e})")]
-    return env.get_template("report.html.j2").render(ctx, sections=bodies, glance=rows)
+    return env.get_template("report.html.j2").render(ctx, sections=bodies, glance=rows,
+                                                     references=citations.cited())
 
 
 def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True) -> dict:
