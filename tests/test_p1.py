@@ -55,11 +55,18 @@ def test_cli_topk_format(tmp_path, capsys):
     r = json.loads((out / "results.json").read_text())
     for key in ["model", "preprocessing", "image", "top", "feature_maps", "figures", "discussion"]:
         assert key in r
+    for key in ["image_sha256", "image_colours", "correlation_cap", "skipped", "layer_channels"]:
+        assert key in r
+    for m in r["feature_maps"]:       # every shown map is measured, and passes the cap unless it fills a place
+        assert set(m["cues"]) == set(FM.CUES) and 0 <= m["high_fraction"] <= 1
+        assert m["filled"] or m["max_r"] is None or m["max_r"] <= r["correlation_cap"]
     assert [t["rank"] for t in r["top"]] == [1, 2, 3]
     assert set(r["top"][0]) == {"rank", "class_id", "name", "prob"}
     assert all((out / f).exists() for f in ["feature_maps_early.png", "feature_maps_all.png", "results.md"])
     assert {m["depth"] for m in r["feature_maps"]} == {"early", "middle", "late"}
     assert all(not f.startswith("/") and (out / f).is_file() for f in r["figures"].values())  # relative paths
+    with Image.open(out / "feature_maps_early.png") as im:    # input + 2 maps per row, 2 rows, report width
+        assert abs(im.width - FM.FIG_WIDTH * 170) <= 2 and im.height < im.width
 
 
 def test_cli_bad_input(tmp_path, capsys):
@@ -67,3 +74,54 @@ def test_cli_bad_input(tmp_path, capsys):
     assert run_main(P1.main, ["--image", str(tmp_path / "missing.png"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
+
+
+def test_choose_channels_passes_over_near_duplicates_and_constant_maps():
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 8, 8))
+    act = np.stack([base[0] + 5, base[0] * 1.01 + 4.9, np.full((8, 8), 4.8), base[1] + 1, base[2]])
+    choice = FM.choose_channels(act, 3, cap=0.6)
+    assert choice.channels == [0, 3, 4] and choice.ranks == [1, 4, 5] and choice.filled == [False] * 3
+    assert choice.skipped == [(1, 2, 0, 1.0), (2, 3, None, None)]          # a copy of 0; a constant map
+    assert choice.max_r[0] is None and all(r <= 0.6 for r in choice.max_r[1:])
+    assert FM.select_channels(act, 3, cap=1.0) == [0, 1, 3]                # cap 1: the plain top by mean
+    assert FM.select_channels(torch.from_numpy(act), 3) == [0, 3, 4]        # tensors too
+    few = FM.choose_channels(act[:3], 3)                                     # too few distinct maps: filled
+    assert few.channels == [0, 1, 2] and few.filled == [False, True, True] and few.skipped == []
+
+
+def test_describe_map_says_where_and_what():
+    seen = np.zeros((224, 224, 3), dtype=np.uint8)
+    seen[:, :112] = (200, 20, 20)                   # red left half
+    seen[:, 112:] = (20, 160, 20)                   # green right half
+    m = np.zeros((14, 14))
+    m[7:, :7] = 3.0                                 # high on the lower left quarter
+    d = FM.describe_map(m, seen)
+    assert d["location"] == "mostly in the lower left" and abs(d["high_fraction"] - 0.25) < 0.03
+    assert d["colours"] == {"red": 1.0} and d["max_activation"] == 3.0 and d["plateau"] == 0.25
+    assert d["cues"]["red-green"] > 0.5 and abs(d["cues"]["x-edges"]) < 0.5
+    assert FM.describe_map(np.ones((7, 7)), seen)["high_fraction"] == 0      # a constant map is high nowhere
+    step = np.zeros((224, 224, 3), dtype=np.uint8)
+    step[:, 120:] = 255                             # one vertical edge, darker on the left
+    edge = FM.describe_map(np.maximum(FM.image_cues(step, 14, 14)["x-edges"], 0), step)
+    assert edge["cues"]["x-edges"] > 0.99 and edge["cues"]["edges"] > 0.99 and edge["location"] == "in a strip down the centre"
+
+
+def test_default_run_matches_the_hand_notes():
+    """The channels the hand-written notes describe are the ones the rule shows on the default image, and
+    the notes' checkable claims hold on the measured maps."""
+    from problems.common.assets import ASSETS
+    from problems.p1.result import DEFAULT_MODEL, NOTES, PEPPERS_SHA256
+    from problems.p1.run import run
+    r = run(ASSETS / "peppers.png").result
+    assert r.image_sha256 == PEPPERS_SHA256 and r.model.name == DEFAULT_MODEL
+    shown = {(m.layer, m.channel): m for m in r.feature_maps}
+    assert set(NOTES[(DEFAULT_MODEL, PEPPERS_SHA256)]) <= set(shown)
+    assert [m.channel for m in r.channels("early")] == [6, 22, 4, 24, 21]
+    assert [s.channel for s in r.skipped if s.depth == "early" and s.copies == 6][:3] == [1, 9, 13]
+    dark, warm, pile, band = shown[("bn1", 6)], shown[("bn1", 4)], shown[("blocks.3.2.bn1", 108)], shown[("bn2", 1003)]
+    assert dark.max_activation == 6.0 and dark.plateau > 0.4 and dark.cues["brightness"] < -0.8   # ReLU6 ceiling, dark
+    assert warm.cues["red-green"] > 0.9 and set(list(warm.colours)[:2]) <= {"red", "orange", "yellow"}
+    assert pile.max_activation == 6.0 and pile.high_fraction > 0.75 and list(pile.low_colours)[0] == "purple"
+    assert band.location == "in a band across the middle"
+    assert abs(r.top[0].prob - 0.6756) < 0.002 and all(n["note"] for n in r.facts()["per_depth"][0]["channels"])

@@ -5,9 +5,11 @@
 
 Part 1 prints one line per rank (``1. bell pepper (945): 0.676``). Part 2 records the real activations of
 the full network with forward hooks during one ordinary forward pass of the preprocessed image, picks five
-channels at an early, a middle and a late layer by a stated rule (strongest mean activation), normalises
-each map to [0, 1] and saves one figure per depth plus a combined figure. ``DIR/results.json`` and
-``DIR/results.md`` hold the numbers, the chosen maps and a short discussion.
+channels at an early, a middle and a late layer by a stated rule (greedy by mean activation, passing over
+near-duplicates: |r| > 0.6 with a channel already kept), measures what each map responds to on the image,
+normalises each map to [0, 1] and saves one figure per depth (the input, the maps, the maps as heat maps
+over the input) plus a combined figure. ``DIR/results.json`` and ``DIR/results.md`` hold the numbers, the
+chosen maps, their measurements and the discussion made from them.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from problems.common.assets import peppers_path
 from problems.common.cli import add_common_args, command_line, positive_int, seed_everything
-from problems.p1.feature_maps import combined_figure, depth_figure
+from problems.p1.feature_maps import CORRELATION_CAP, combined_figure, depth_figure
 from problems.p1.run import P1Run, run
 from scratchnet.io import write_text
 
@@ -27,17 +31,16 @@ MAX_MAPS = 32
 def write_figures(out: Path, r: P1Run, n_maps: int) -> dict:
     """One figure per depth and a combined one into `out`; -> {role: file name relative to results.json}."""
     figures = {}
+    image = np.asarray(r.seen)
     for d in r.depths:
         path = out / f"feature_maps_{d.depth}.png"
-        c, h, w = d.shape
-        depth_figure(path, d.maps, d.titles, f"{d.depth} feature maps ({d.layer}, {c} ch, {h}x{w}), "
-                     "each normalised to [0, 1]")
+        depth_figure(path, image, d.maps, d.titles)
         figures[d.depth] = path.name
     path = out / "feature_maps_all.png"
     top = r.result.top[0]
-    combined_figure(path, r.seen, [(f"input ({d.depth}: {d.layer})", d.maps, d.titles) for d in r.depths],
-                    n_maps, f"{r.result.model.name}: top-1 {top.name} ({top.prob:.3f}); feature maps "
-                    "chosen by strongest mean activation, each normalised to [0, 1]")
+    combined_figure(path, image, [(f"{d.depth}: {d.layer}", d.maps, d.titles) for d in r.depths], n_maps,
+                    f"{r.result.model.name}: top-1 {top.name} ({100 * top.prob:.2f}%); per depth the maps "
+                    "(min-max) and the maps over the input")
     figures["combined"] = path.name
     return figures
 
@@ -51,17 +54,22 @@ def main(argv=None):
     ap.add_argument("--topk", type=positive_int, default=3, help="how many classes to print (default 3)")
     ap.add_argument("--maps", type=positive_int, default=5,
                     help=f"feature maps per depth, 1 to {MAX_MAPS} (default 5)")
+    ap.add_argument("--cap", type=float, default=CORRELATION_CAP,
+                    help=f"channel rule: pass over a channel whose map has |r| above this with one already "
+                         f"kept, 0 < cap <= 1 (default {CORRELATION_CAP:g}; 1 keeps the plain top by mean)")
     add_common_args(ap, "p1")
     args = ap.parse_args(argv)
     if args.maps > MAX_MAPS:  # one figure column per map; the earliest layer of Lite0 has 32 channels
         ap.error(f"--maps {args.maps}: expected 1 to {MAX_MAPS}")
+    if not 0 < args.cap <= 1:
+        ap.error(f"--cap {args.cap:g}: expected a number above 0 and at most 1")
     seed_everything(args.seed)
 
     import matplotlib
     matplotlib.use("Agg")
     image = args.image or peppers_path(args.data_dir)
     r = run(image, args.model, args.topk, args.maps, seed=args.seed, data_dir=args.data_dir,
-            command=command_line(), log=print)
+            command=command_line(), log=print, cap=args.cap)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     result = r.result

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +14,11 @@ import numpy as np
 
 from problems.common.cli import UserError, portable_path
 from problems.common.pretrained import ModelInfo, Preprocessing
-from problems.p1.feature_maps import normalise_map, pick_layers, record_activations, select_channels
-from problems.p1.result import (Discussion, FeatureMap, Layers, P1Result, SUMMARY,
-                                TopClass, depth_discussion)
+from problems.p1.feature_maps import (CORRELATION_CAP, choose_channels, colour_names, colour_shares, describe_map,
+                                      image_cues, normalise_map, pick_layers, record_activations)
+from problems.p1.result import (Discussion, FeatureMap, Layers, P1Result, SkippedChannel, TopClass, discuss,
+                                ordinal, rule_text)
 
-RULE = ("strongest mean activation: the 5 channels whose feature map has the largest spatial mean "
-        "(the channels this image drives hardest)")
 MAX_TOPK = 1000  # ImageNet-1k has 1000 classes
 
 
@@ -47,10 +47,18 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
+def pixels_sha256(img) -> str:
+    """SHA-256 of a PIL RGB image's size and decoded 8-bit pixels (the same picture in any file gives the
+    same key; the hand-written notes about the default image are keyed by it)."""
+    w, h = img.size
+    return hashlib.sha256(f"{w}x{h}:".encode() + img.convert("RGB").tobytes()).hexdigest()
+
+
 def run(image, model_name: str = "tf_efficientnet_lite0", topk: int = 3, n_maps: int = 5, seed: int = 0,
-        data_dir: str | None = None, command: str = "", log=_quiet) -> P1Run:
+        data_dir: str | None = None, command: str = "", log=_quiet, cap: float = CORRELATION_CAP) -> P1Run:
     """Top-`topk` classes of the image file `image`, then `n_maps` feature maps at an early, a middle and a
-    late layer, read by forward hooks during one ordinary forward pass of the whole network."""
+    late layer, read by forward hooks during one ordinary forward pass of the whole network, chosen by
+    feature_maps.choose_channels with the correlation cap `cap` and measured by describe_map."""
     import torch
     from problems.common.pretrained import load_image_rgb, load_pretrained, predict_topk, preprocessing_info
     torch.manual_seed(seed)
@@ -72,21 +80,33 @@ def run(image, model_name: str = "tf_efficientnet_lite0", topk: int = 3, n_maps:
     layers = pick_layers(model, x)
     acts = record_activations(model, x, list(layers.values()))
     assert torch.allclose(acts["__logits__"], model(x)), "hooked forward pass must be the ordinary one"
-    depths, shown, discussion = [], [], {}
+    seen = pre.geometric(img)
+    pixels = np.asarray(seen)
+    names = colour_names(pixels)
+    depths, shown, skipped = [], [], []
     for depth, layer in layers.items():
-        a = acts[layer][0]
-        chans = select_channels(a, n_maps)
-        depths.append(DepthMaps(depth, layer, tuple(a.shape), chans,
-                                [normalise_map(a[c].cpu().numpy()) for c in chans],
-                                [f"{layer} ch {c}" for c in chans]))
-        shown += [FeatureMap(depth=depth, layer=layer, channel=c, shape=tuple(a.shape[1:]),
-                             mean_activation=float(a[c].mean()), rule=RULE) for c in chans]
-        discussion[depth] = depth_discussion(depth, layer, *a.shape)
+        a = acts[layer][0].float().cpu().numpy()
+        choice = choose_channels(a, n_maps, cap)
+        cues = image_cues(pixels, *a.shape[1:])
+        depths.append(DepthMaps(depth, layer, tuple(a.shape), choice.channels,
+                                [normalise_map(a[c]) for c in choice.channels],
+                                [f"ch {c} (mean {a[c].mean():.2f})" for c in choice.channels]))
+        for c, rank, max_r, filled in zip(choice.channels, choice.ranks, choice.max_r, choice.filled):
+            why = f"{ordinal(rank)} by mean activation" + (
+                "; fills a place no distinct channel was left for" if filled else
+                f"; |r| at most {max_r:.2f} with the maps kept before it" if max_r is not None else "; the first kept")
+            shown.append(FeatureMap(depth=depth, layer=layer, channel=c, shape=tuple(a.shape[1:]), rule=why,
+                                    rank=rank, max_r=max_r, filled=filled, **describe_map(a[c], pixels, cues, names)))
+        skipped += [SkippedChannel(depth=depth, channel=c, rank=rank, copies=like, r=r)
+                    for c, rank, like, r in choice.skipped]
 
     result = P1Result(
         command=command, seed=seed, model=ModelInfo(**{k: info[k] for k in ("name", "library", "weights")}),
         preprocessing=Preprocessing(**info["preprocessing"]), image=portable_path(image, data_dir),
-        image_size=tuple(img.size), top=[TopClass(**t) for t in top], feature_maps=shown,
-        feature_map_rule=RULE, layers=Layers(**layers), figures={},
-        discussion=Discussion(**discussion, summary=SUMMARY), seconds=round(time.time() - started, 2))
-    return P1Run(result, depths, pre.geometric(img), started)
+        image_size=tuple(img.size), image_sha256=pixels_sha256(img),
+        image_colours=colour_shares(names), top=[TopClass(**t) for t in top], feature_maps=shown,
+        feature_map_rule=rule_text(n_maps, cap), correlation_cap=cap, skipped=skipped,
+        layers=Layers(**layers), layer_channels={d.depth: int(d.shape[0]) for d in depths}, figures={},
+        discussion=Discussion("", "", "", "", ""), seconds=round(time.time() - started, 2))
+    result.discussion = discuss(result)
+    return P1Run(result, depths, seen, started)
