@@ -6,6 +6,8 @@ trainval (every fit and every cross-validation fold) and test (touched once, by 
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 from problems.common.pretrained import Preprocessing
@@ -207,67 +209,323 @@ class P2Result(Result):
     def class_names(self) -> list[str]:
         return list(self.per_breed)
 
+
     def discussion_text(self) -> str:
-        """The discussion paragraph, generated from the numbers above."""
-        lines = [f"{self.model} penultimate features (L2-normalised{', flip-averaged' if self.flip_averaged else ''}) "
-                 f"with {self.classifier} at C={self.C:g}, chosen by {self.cv.folds}-fold cross-validation on the "
-                 f"{self.n_train} trainval images only, give a test mean-per-class accuracy of "
-                 f"{self.mean_per_class_accuracy:.4f} (overall accuracy {self.accuracy:.4f}) "
-                 f"over {self.coverage.text}."]
-        by_kind = {c.classifier: c for c in self.classifiers}
-        others = [c for kind, c in by_kind.items() if kind != self.classifier]
-        scores = [c.mean_per_class_accuracy for c in by_kind.values()]
-        if others:
-            lines.append("On the same features: " + "; ".join(
-                f"{c.classifier} (C={c.C:g}) {c.mean_per_class_accuracy:.4f}" for c in others) +
-                f". The spread between the linear classifiers is {max(scores) - min(scores):.4f} (mean-per-class "
-                "accuracy): on features this separable the choice of loss (softmax cross-entropy vs one-vs-rest "
-                "squared hinge) matters less than the amount of regularisation, which the cross-validation picks; "
-                "logistic regression also gives class probabilities, and scratchnet's softmax regression optimises "
-                "the same objective as scikit-learn's with Adam instead of L-BFGS.")
-        lines.append("Classes are weighted inversely to their trainval counts (class_weight='balanced') because "
-                     "the metric weighs every breed equally while the partial copy holds 100 images for cats and "
-                     "about 25 for most dog breeds; C is chosen by mean-per-class accuracy on held-out folds.")
-        if self.most_confused_pairs:
-            lines.append("Most confusions are between look-alike breeds: " + ", ".join(
-                f"{p.a}/{p.b} ({p.errors})" for p in self.most_confused_pairs[:4]) + ".")
-        worst = sorted((v.accuracy, n) for n, v in self.per_breed.items() if v.accuracy is not None)[:3]
-        lines.append("Weakest breeds: " + ", ".join(f"{n} {a:.2f}" for a, n in worst) + ".")
-        unavailable = [b.model for b in self.backbones if not b.available]
-        if unavailable:
-            lines.append("Backbones not available on this machine: " + ", ".join(unavailable) + ".")
-        return " ".join(lines)
+        """The discussion the script writes: every sentence of `discussion_parts`, generated from the numbers above."""
+        return " ".join(t for t in discussion_parts(self).values() if t)
+
+
+# ------------------------------------------------------------------------------------------- statistics
+Z95 = 1.959963984540054           # the normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion k/n (95% for the default z); (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class BreedCount:
+    """One breed's test result: `correct` of its `n` test images, and the Wilson 95% interval of the accuracy."""
+    name: str
+    correct: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+
+def breed_counts(d: P2Result) -> list[BreedCount]:
+    """The breeds with test images, in class-id order, counted from the confusion matrix (row i: breed i's
+    test images; the diagonal: those classified right)."""
+    out = []
+    for i, name in enumerate(d.per_breed):
+        row = d.confusion_matrix[i]
+        n = int(sum(row))
+        if n:
+            out.append(BreedCount(name, int(row[i]), n, *wilson_interval(int(row[i]), n)))
+    return out
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """The mean-per-class accuracy (mean of the breeds' accuracies) with a 95% interval, as fractions."""
+    mean: float
+    low: float
+    high: float
+    half: float                     # half-width of the interval before clipping to [0, 1]
+    n_breeds: int
+
+
+def mean_per_class_interval(d: P2Result, z: float = Z95) -> MeanInterval | None:
+    """Normal approximation over the test images: each breed's test images are an independent binomial sample,
+    so the mean of K breed accuracies has variance (1/K^2) sum_k p_k (1 - p_k) / n_k. p_k is taken at the
+    Agresti-Coull proportion (c_k + z^2/2) / (n_k + z^2), with n_k + z^2 in the denominator, so a breed with
+    every test image right still adds its uncertainty (its plain estimate 1 would add none). It covers the
+    sampling of test images only, not the choice of training images or of C."""
+    breeds = breed_counts(d)
+    if not breeds:
+        return None
+    k = len(breeds)
+    mean = sum(b.accuracy for b in breeds) / k
+    var = 0.0
+    for b in breeds:
+        n_t = b.n + z * z
+        p_t = (b.correct + z * z / 2) / n_t
+        var += p_t * (1 - p_t) / n_t
+    half = z * math.sqrt(var) / k
+    return MeanInterval(mean, max(0.0, mean - half), min(1.0, mean + half), half, k)
 
 
 # ------------------------------------------------------------------------------------------- report text
+ASSIGNMENT_FEATURE_RANGE = (2000, 6000)        # the assignment: "a layer with around 2000-6000 features"
+
+CLASSIFIER_METHODS = {
+    "logreg": "multinomial logistic regression (scikit-learn, L-BFGS)",
+    "svm": "linear SVM, one-vs-rest squared hinge loss (scikit-learn LinearSVC)",
+    "scratchnet": "softmax regression with logreg's objective, trained with scratchnet's Adam",
+}
+
+
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _breeds(n: int) -> str:
+    return f"{n} breed is" if n == 1 else f"{n} breeds are"
+
+
+def _pct(x) -> str:
+    return fmt_pct(x, 2)
+
+
+def _span(values, fmt=str) -> str:
+    lo, hi = min(values), max(values)
+    return fmt(lo) if lo == hi else f"{fmt(lo)}\u2013{fmt(hi)}"
+
+
+def rank_sentence(scores, unit: str = "mean-per-class accuracy") -> str | None:
+    """How named scores (fractions) rank, ties called ties: scores equal as printed (percent, 2 decimals) tie,
+    and a tie for the top is never reported as one of them "scoring highest". None for fewer than two scores."""
+    scored = [(n, s) for n, s in scores if not is_missing(s)]
+    if len(scored) < 2:
+        return None
+    groups: dict[str, list[str]] = {}
+    for name, s in sorted(scored, key=lambda t: -t[1]):   # rounding keeps the order: equal prints are adjacent
+        groups.setdefault(_pct(s), []).append(name)
+    order = [n for n, _ in scored]
+    groups = {k: sorted(v, key=order.index) for k, v in groups.items()}   # a tie's names in the given order
+    keys = list(groups)
+    if len(keys) == 1:
+        return (f"{_and(groups[keys[0]])} tie: {'both' if len(scored) == 2 else 'all'} score {keys[0]} "
+                f"{unit}.")
+    spread = f"{float(keys[0][:-1]) - float(keys[-1][:-1]):.2f} percentage points"
+    top, bottom = groups[keys[0]], groups[keys[-1]]
+    if len(keys) == 2 and len(top) == 1 and len(bottom) == 1:
+        return f"{top[0]} scores higher ({keys[0]}) than {bottom[0]} ({keys[-1]}), by {spread} of {unit}."
+
+    def part(key, word, verb):
+        names = groups[key]
+        return (f"{names[0]}{verb} {word} ({key})" if len(names) == 1
+                else f"{_and(names)} tie for {word} ({key} each)")
+    middle = [f"{_and(groups[k])} {k}" for k in keys[1:-1]]
+    return _and([part(keys[0], "highest", " scores"), *middle,
+                 part(keys[-1], "lowest", "" if len(top) == 1 else " scores")]) + \
+        f": a spread of {spread} of {unit}."
+
+
+def feature_size_sentence(d: P2Result) -> str:
+    """What the feature dimension (read from the result) means next to the assignment's 2,000-6,000."""
+    dim, (lo, hi) = d.feature_dim, ASSIGNMENT_FEATURE_RANGE
+    k = d.n_classes_test or d.n_classes
+    where = "below" if dim < lo else ("above" if dim > hi else "within")
+    text = (f"The features are {dim:,}-dimensional, the width of {d.model}'s last feature layer (fixed by the "
+            f"architecture), {where} the assignment's \u201caround 2,000\u20136,000\u201d")
+    if where == "below":
+        text += (", a range that fits the penultimate layers of larger networks (2,048 for ResNet-50, 4,096 for "
+                 "VGG-16's fully connected layers). For the linear classifier it means ")
+    else:
+        text += ". For the linear classifier it means "
+    text += (f"{k} \u00d7 ({dim:,} + 1) = {k * (dim + 1):,} weights learned from {d.n_train:,} training images "
+             f"(about {d.n_train / max(k, 1):.0f} per breed)")
+    if where == "below":
+        text += ("; fewer dimensions give it fewer weights to fit from so few images, at the price of a smaller "
+                 "description of each image")
+    scored = [b for b in d.backbones if b.available]
+    dims = sorted({b.feature_dim for b in scored})
+    if len(scored) > 1 and dims == [dim]:
+        text += (f". Every backbone compared below has {dim:,}-dimensional features, so the effect of a wider "
+                 "layer is not measured here")
+    elif len(dims) > 1:
+        text += (". The backbones compared below have " + _and([f"{x:,}" for x in dims]) +
+                 "-dimensional features")
+    return text + "."
+
+
+def data_sentence(d: P2Result, brief: bool = False) -> str:
+    """Which images the test numbers are about, in plain words, and what that means for them. brief: without the
+    counts of the partial copy, which the report's "About the data" gives once (the report's P2 section)."""
+    te, tv, cov = d.missing_images.test, d.missing_images.trainval, d.coverage
+    n_test = {name: b.n_test for name, b in d.per_breed.items() if b.n_test}
+    partial = bool(te.missing or tv.missing)
+    if brief:
+        text = ("The test set is the reduced one described under About the data" if partial else
+                f"All {te.listed:,} images of the data set's official test split are used")
+    elif partial:
+        text = (f"The copy of the data set used is partial: it holds {te.present:,} of the {te.listed:,} images of "
+                f"the official test split and {tv.present:,} of the {tv.listed:,} trainval images")
+    else:
+        text = f"All {te.listed:,} test and {tv.listed:,} trainval images of the data set's official splits are used"
+    if cov.test_used != te.present or cov.train_used != tv.present:
+        limits = []
+        if cov.max_breeds:
+            limits.append(f"the first {cov.max_breeds} breeds")
+        if cov.limit_per_class:
+            limits.append(f"at most {cov.limit_per_class} images per breed")
+        text += (f"; this run uses {cov.test_used:,} test and {cov.train_used:,} trainval images of it"
+                 + (f" ({' and '.join(limits)})" if limits else ""))
+    hit = [name for name, m in te.per_breed.items() if m and name in n_test]
+    rest = [name for name in n_test if name not in hit]
+    if hit and rest:
+        text += (f". {_breeds(len(hit))} missing test images and {'keeps' if len(hit) == 1 else 'keep'} "
+                 f"{_span([n_test[b] for b in hit])}{' each' if len(hit) > 1 else ''}, the other {len(rest)} "
+                 f"{'has' if len(rest) == 1 else 'have'} {_span([n_test[b] for b in rest])}: the mean-per-class "
+                 "accuracy weighs each reduced breed, measured on few images, as much as the others, which widens "
+                 "its interval, and no score here is comparable image for image with published results on the "
+                 "full test split")
+    elif hit:
+        text += (f". Every breed is missing test images and keeps {_span(list(n_test.values()))}: no score here "
+                 "is comparable image for image with published results on the full test split")
+    elif n_test:
+        text += f"; each breed has {_span(list(n_test.values()))} test images"
+    return text + "."
+
+
+def discussion_parts(d: P2Result) -> dict[str, str | None]:
+    """The P2 text, sentence by sentence (key -> sentence or None): the report places each one, the script's
+    `discussion` joins them. Every number is read from the result."""
+    ci = mean_per_class_interval(d)
+    breeds = breed_counts(d)
+    parts: dict[str, str | None] = {}
+    flip = ", flip-averaged" if d.flip_averaged else ""
+    acc_k = sum(b.correct for b in breeds)
+    acc_n = sum(b.n for b in breeds)
+    acc_lo, acc_hi = wilson_interval(acc_k, acc_n)
+    parts["result"] = (
+        f"{d.classifier} at C = {d.C:g} (chosen by {d.cv.folds}-fold cross-validation on the {d.n_train:,} "
+        f"trainval images only) on {d.model}'s {d.feature_dim:,}-dimensional penultimate features (L2-normalised"
+        f"{flip}) gives a test mean-per-class accuracy of {_pct(d.mean_per_class_accuracy)}"
+        + (f" (95% interval {_pct(ci.low)}\u2013{_pct(ci.high)}, \u00b1{100 * ci.half:.2f} points)" if ci else "")
+        + f" and an overall accuracy of {_pct(d.accuracy)}"
+        + (f" ({acc_k:,} of {acc_n:,} test images; Wilson 95% interval {_pct(acc_lo)}\u2013{_pct(acc_hi)})"
+           if acc_n else "")
+        + f" over {d.n_classes_test} breeds.")
+    parts["interval"] = (
+        f"The mean-per-class interval is a normal approximation over the test images: each breed's accuracy is a "
+        f"binomial proportion on its own test images, and the variance of the mean of the {ci.n_breeds} breeds' "
+        "accuracies is the sum of theirs divided by the number of breeds squared (each taken at the "
+        "Agresti\u2013Coull proportion, so that breeds with every image right still count); it covers the choice "
+        "of test images only, not that of the training images or of C." if ci else None)
+    parts["compare"] = None
+    ranked = rank_sentence([(c.classifier, c.mean_per_class_accuracy) for c in d.classifiers])
+    if ranked:
+        parts["compare"] = f"On the same features, {ranked}"
+        if ci:
+            parts["compare"] += (f" For scale, a single score's 95% interval is \u00b1{100 * ci.half:.2f} "
+                                 "points.")
+    parts["features"] = feature_size_sentence(d)
+    n_train = [b.n_train for b in d.per_breed.values() if b.n_train]
+    parts["weighting"] = None
+    if d.cv.class_weight == "balanced" and n_train:
+        parts["weighting"] = (
+            f"Classes are weighted inversely to their training counts (class_weight='balanced') because the metric "
+            f"weighs every breed equally while the breeds have {_span(n_train)} training images each; C is chosen "
+            f"by cross-validation, scoring {d.cv.scoring}.")
+    errors = acc_n - acc_k
+    pairs = d.most_confused_pairs[:4]
+    parts["confusions"] = None
+    if pairs and errors:
+        in_pairs = sum(p.errors for p in pairs)
+        share = f"all {errors:,}" if in_pairs == errors else f"{in_pairs:,} of the {errors:,}"
+        parts["confusions"] = (
+            "The most frequent confusions (errors counted both ways) are "
+            + ", ".join(f"{p.a}/{p.b} ({p.errors})" for p in pairs)
+            + f": {'this pair accounts' if len(pairs) == 1 else f'these {len(pairs)} pairs account'} for {share} "
+            "test errors.")
+    parts["weakest"] = parts["breeds"] = None
+    if breeds:
+        top = max(b.accuracy for b in breeds)
+        worst = sorted((b for b in breeds if b.accuracy < top), key=lambda b: (b.accuracy, b.name))[:3]
+        widths = [100 * (b.high - b.low) for b in breeds]
+        perfect = [b.name for b in breeds if b.correct == b.n]
+        parts["weakest"] = ("Weakest breeds: " + "; ".join(
+            f"{b.name} {_pct(b.accuracy)} ({b.correct} of {b.n}, Wilson 95% interval {_pct(b.low)}\u2013"
+            f"{_pct(b.high)})" for b in worst) + ".") if worst else None
+        parts["breeds"] = (
+            f"With {_span([b.n for b in breeds])} test images per breed the per-breed intervals are "
+            f"{_span(widths, lambda w: f'{w:.2f}')} points wide"
+            + (f"; {len(perfect)} of the {len(breeds)} breeds {'has' if len(perfect) == 1 else 'have'} every "
+               "test image right" if perfect else "")
+            + ".")
+    scored = [b for b in d.backbones if b.available]
+    ranked = rank_sentence([(b.model, b.mean_per_class_accuracy) for b in scored])
+    parts["backbones"] = (f"Across backbones ({scored[0].classifier} on each one's features), {ranked}"
+                          if ranked else None)
+    parts["data"] = data_sentence(d)
+    return parts
+
+
+def _weights_text(weights: str) -> str:
+    """The pretrained weights as the report names them: the data set they were trained on ('ImageNet-1k'), not
+    the file or package they came from."""
+    m = re.match(r"ImageNet[\w-]*", weights or "")
+    return f"{m.group(0)} classification weights" if m else (weights or DASH)
+
+
+def _breed_groups(breeds: list[BreedCount]) -> list[tuple[str, list[BreedCount]]]:
+    """The per-breed table's row groups: every breed when there are at most 10; else the weakest 5 and the
+    strongest 5, or every breed tied for the best accuracy when 5 or more tie (no arbitrary pick among ties)."""
+    ranked = sorted(breeds, key=lambda b: (b.accuracy, b.name))
+    if len(breeds) <= 10:
+        return [(f"all {len(breeds)} breeds, weakest first", ranked)] if breeds else []
+    top = [b for b in breeds if b.correct * ranked[-1].n == ranked[-1].correct * b.n]
+    if len(top) >= 5:
+        what = ("with every test image right" if ranked[-1].correct == ranked[-1].n else
+                f"tied for the best accuracy, {_pct(ranked[-1].accuracy)}")
+        strongest = (f"the {len(top)} breeds {what}", sorted(top, key=lambda b: (-b.n, b.name)))
+    else:
+        strongest = (f"strongest 5 of {len(breeds)} breeds", sorted(breeds, key=lambda b: (-b.accuracy, b.name))[:5])
+    return [(f"weakest 5 of {len(breeds)} breeds", ranked[:5]), strongest]
+
+
 def report_facts(d: P2Result) -> dict:
     """What the report's P2 section says beyond the raw fields: its sentences and the ranked tables."""
-    out = {"classifiers": d.classifiers, "sentence": None, "compare": None, "coverage": d.coverage.text}
-    dim = DASH if is_missing(d.feature_dim) else f"{d.feature_dim:,}"
-    out["sentence"] = (f"With {d.classifier} on the {dim}-dimensional penultimate features of {d.model}, the test "
-                       f"mean-per-class accuracy is {fmt_pct(d.mean_per_class_accuracy)} (overall accuracy "
-                       f"{fmt_pct(d.accuracy)}) over {out['coverage'] or DASH}.")
-    scored = [c for c in d.classifiers if not is_missing(c.mean_per_class_accuracy)]
-    if len(scored) > 1:
-        best = max(scored, key=lambda c: c.mean_per_class_accuracy)
-        worst = min(scored, key=lambda c: c.mean_per_class_accuracy)
-        spread = 100 * (best.mean_per_class_accuracy - worst.mean_per_class_accuracy)
-        out["compare"] = (f"On the same features {best.classifier} scores highest "
-                          f"({fmt_pct(best.mean_per_class_accuracy)}) and {worst.classifier} lowest "
-                          f"({fmt_pct(worst.mean_per_class_accuracy)}), a spread of "
-                          f"{DASH if is_missing(spread) else f'{spread:.1f}'} percentage points.")
-    ranked = sorted(((v.accuracy, k, v) for k, v in d.per_breed.items() if not is_missing(v.accuracy)),
-                    key=lambda t: (t[0], t[1]))
-    out["weakest"] = [(k, v) for _, k, v in ranked[:5]]
-    out["strongest"] = [(k, v) for _, k, v in ranked[::-1][:5]]
-    out["n_breeds"] = len(d.per_breed)
-    out["pairs"] = d.most_confused_pairs[:6]
-    out["backbones"] = d.backbones
-    out["from_cache"] = d.extraction.trainval.from_cache and d.extraction.test.from_cache
-    return out
+    text = discussion_parts(d)
+    breeds = breed_counts(d)
+    ranked = sorted(breeds, key=lambda b: (b.accuracy, b.name))
+    text = {**text, "data": data_sentence(d, brief=True)}
+    return {"text": text, "sentence": text["result"], "compare": text["compare"], "classifiers": d.classifiers,
+            "methods": CLASSIFIER_METHODS, "interval": mean_per_class_interval(d),
+            "library": (d.model_info.library or "").split(" ")[0],
+            "weights": _weights_text(d.model_info.weights),
+            "weakest": ranked[:5], "strongest": sorted(breeds, key=lambda b: (-b.accuracy, b.name))[:5],
+            "breed_groups": _breed_groups(breeds),
+            "n_breeds": len(d.per_breed),
+            "pairs": d.most_confused_pairs[:6], "backbones": d.backbones,
+            "from_cache": d.extraction.trainval.from_cache and d.extraction.test.from_cache}
 
 
 def headline(d: P2Result) -> str:
     """The report's cover-page line for P2."""
-    return (f"{d.classifier} on {d.model} features: mean-per-class accuracy {fmt_pct(d.mean_per_class_accuracy)} "
-            f"over {d.coverage.text}")
+    return (f"{d.classifier} on {d.model} features: mean-per-class accuracy {_pct(d.mean_per_class_accuracy)} "
+            f"on {d.n_test:,} test images of {d.n_classes_test} breeds")
