@@ -30,9 +30,12 @@ bench: $(STAMP)
 # The homework report: runs P1, P2 (extracting its features once), P4, P5, evaluates the committed P3
 # weights, then writes report/report.html and report/report.pdf. RETRAIN=1 retrains P3; QUICK=1 skips
 # P4's EOT attack and P5's learning experiment; NO_DOWNLOAD=1 never fetches a missing dataset. With data
-# missing it answers what it can and exits 2, naming the fix.
+# missing it answers what it can and exits 2, naming the fix. The cover's names:
+# REPORT_AUTHOR="Name" REPORT_COLLABORATORS="A, B" (none given: printed as such); FULL_CODE=1 prints every
+# code file whole, the scratchnet library included.
 report: $(STAMP)
-	$(BIN)/python report/make_report.py $(if $(RETRAIN),--retrain) $(if $(QUICK),--quick) $(if $(NO_DOWNLOAD),--no-download)
+	$(BIN)/python report/make_report.py $(if $(RETRAIN),--retrain) $(if $(QUICK),--quick) $(if $(NO_DOWNLOAD),--no-download) \
+		$(if $(FULL_CODE),--full-code) --author "$(REPORT_AUTHOR)" --collaborators "$(REPORT_COLLABORATORS)"
 
 run: report
 

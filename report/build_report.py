@@ -1,12 +1,15 @@
 """Build the homework report (report.html + report.pdf) from the problems' results folders.
 
-    python report/build_report.py [--results DIR] [--out DIR] [--no-code] [--no-pdf]
+    python report/build_report.py [--results DIR] [--out DIR] [--author NAME] [--collaborators "A, B"]
+                                  [--full-code] [--no-code] [--no-pdf]
 
 Reads DIR (default results/): p1/, p2/, p3/{small,small_bn,better}/ + p3/comparison.json, p4/ (+
 results_eot.json), p5/, and report_runs.json when make_report.py wrote one. Every number in the report is
 read from those files; sentences that depend on a result are generated from it. A missing or failed part
 shows a "not yet produced" box with the command that makes it. Jinja2 templates in report/templates/
-give the HTML, WeasyPrint the PDF (A4, numbered pages, a code appendix).
+give the HTML, WeasyPrint the PDF (A4, numbered pages). Each problem's section ends with excerpts of the
+functions that carry its method (report/frame.py); Appendix B lists the code files, and prints them whole
+(the scratchnet library included) with --full-code.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from problems.p5.result import P5Result, derivation_markdown  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
 from references import Citations  # noqa: E402
+import frame  # noqa: E402
 
 
 # result key -> the problem's result type: load_section reads each results file only through its
@@ -54,27 +58,8 @@ RESULT_TYPES = {
     "p5": P5Result,
 }
 
-# Code appendix: the code that answers each problem (paths relative to the repository).
-CODE = [
-    ("scratchnet core: autograd, kernels, layers, optimisers, training loop (P3, P5)",
-     ["scratchnet/autograd.py", "scratchnet/kernels/conv.py", "scratchnet/kernels/pool.py",
-      "scratchnet/kernels/norm.py", "scratchnet/kernels/loss.py", "scratchnet/functional.py", "scratchnet/nn.py",
-      "scratchnet/optim.py", "scratchnet/train.py"]),
-    ("P1: pretrained CNN and feature maps",
-     ["problems/p1/cli.py", "problems/p1/run.py", "problems/p1/result.py", "problems/common/pretrained.py",
-      "problems/p1/feature_maps.py"]),
-    ("P2: transfer learning on Oxford-IIIT Pet",
-     ["problems/p2/cli.py", "problems/p2/run.py", "problems/p2/result.py", "problems/p2/penultimate.py",
-      "problems/p2/linear_probe.py"]),
-    ("P3: CIFAR-10 networks trained with scratchnet",
-     ["problems/p3/cli.py", "problems/p3/run.py", "problems/p3/result.py", "problems/p3/models.py",
-      "problems/p3/recipe.py", "scratchnet/init.py", "scratchnet/data/augment.py"]),
-    ("P4: adversarial examples",
-     ["problems/p4/cli.py", "problems/p4/run.py", "problems/p4/result.py", "problems/p4/attack.py",
-      "problems/p4/figures.py"]),
-    ("P5: the RNN adder", ["scratchnet/rnn.py", "problems/p5/cli.py", "problems/p5/run.py", "problems/p5/result.py",
-                           "problems/p5/adder.py"]),
-]
+# Appendix B: the code that answers each problem, by group (report/frame.py; paths relative to the repository).
+CODE = frame.CODE_FILES
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -227,19 +212,10 @@ def p5_derivation() -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- code
-def code_appendix(no_code: bool = False) -> list:
-    """[(group title, [(path, line count, source text)])]; a file that does not exist is listed as such."""
-    if no_code:
-        return []
-    groups = []
-    for title, files in CODE:
-        items = []
-        for rel in files:
-            p = REPO / rel
-            src = p.read_text() if p.is_file() else None
-            items.append({"path": rel, "lines": src.count("\n") + 1 if src else 0, "source": src})
-        groups.append({"title": title, "files": items})
-    return groups
+def code_appendix(no_code: bool = False, full_code: bool = False) -> list:
+    """Appendix B: [{'title', 'files': [{'path', 'lines', 'found', 'excerpted', 'html'}]}]; the files' whole
+    source ('html', highlighted) only with full_code; [] with no_code."""
+    return [] if no_code else frame.code_files(full_code)
 
 
 def git_revision() -> str | None:
@@ -266,14 +242,18 @@ def make_env():
     return env
 
 
-def gather(results: Path, no_code: bool = False) -> dict:
+def gather(results: Path, no_code: bool = False, full_code: bool = False, author=None, collaborators=None) -> dict:
     """Everything the templates need: one Section per result plus facts derived from them."""
     runs = _runs(results)
     hints = hint_commands(results)
     sec = {key: load_section(results, key, runs, hints) for key in RESULT_FILES}
+    highlight, code_css = frame.highlighter()
     ctx = {"s": sec, "hints": hints, "results_dir": portable_path(results), "runs": None, "derivation": p5_derivation(),
-           "code": code_appendix(no_code), "revision": git_revision(),
-           "date": datetime.date.today().isoformat()}
+           "code": code_appendix(no_code, full_code), "full_code": full_code and not no_code,
+           "excerpts": {} if no_code else {k: frame.excerpts(k, highlight) for k in frame.EXCERPTS},
+           "code_css": code_css if not no_code else "", "revision": git_revision(),
+           "date": datetime.date.today().isoformat(), "people": frame.people(author, collaborators),
+           "data_notes": frame.data_notes(sec)}
     ctx["runs"] = read_run_log(results)
     return ctx
 
@@ -348,6 +328,8 @@ def render_html(ctx: dict, out_dir: Path) -> str:
                    p4_eot_facts=p4_eot_facts, p5_facts=P5Result.facts, plural=plural)
     citations = Citations()
     helpers["cite"] = citations.cite
+    for note in ctx.get("data_notes", []):      # the cover's "About the data" is read first: its works come first
+        citations.cite(note["dataset"])
     env.globals.update(helpers)
     bodies = []
     for key, title, template in SECTIONS:
@@ -356,7 +338,7 @@ def render_html(ctx: dict, out_dir: Path) -> str:
         except Exception as e:  # noqa: BLE001 - any template/data error must only cost this section
             body = env.get_template("broken.html.j2").render(
                 title=title, anchor=key, error=f"{type(e).__name__}: {e}")
-        bodies.append({"key": key, "title": title, "html": body})
+        bodies.append({"key": key, "title": title, "html": body, "code": ctx["excerpts"].get(key)})
     try:
         rows = glance(ctx["s"])
     except Exception as e:  # noqa: BLE001 - the cover summary must never stop the report
@@ -365,15 +347,17 @@ def render_html(ctx: dict, out_dir: Path) -> str:
                                                      references=citations.cited())
 
 
-def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True) -> dict:
-    """Write out_dir/report.html (and report.pdf); returns {'html', 'pdf', 'pages'}."""
+def build(results: Path, out_dir: Path, no_code: bool = False, pdf: bool = True, full_code: bool = False,
+          author=None, collaborators=None) -> dict:
+    """Write out_dir/report.html (and report.pdf); returns {'html', 'pdf', 'pages'}. author, collaborators:
+    the cover's names (a string, comma-separated, or a list); none given is printed as such."""
     results = Path(results).resolve()
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist; run the problems first "
                         "(python report/make_report.py) or pass --results DIR")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = gather(results, no_code)
+    ctx = gather(results, no_code, full_code, author, collaborators)
     text = render_html(ctx, out_dir)
     html_path = out_dir / "report.html"
     atomic_write(html_path, lambda f: f.write(text), mode="w")
@@ -396,10 +380,17 @@ def main(argv=None):
     p.add_argument("--results", type=Path, default=REPO / "results",
                    help="results root written by the problem scripts (default: results/)")
     p.add_argument("--out", type=output_folder, default=HERE, help="where report.html and report.pdf go (default: report/)")
-    p.add_argument("--no-code", action="store_true", help="leave the code appendix out (quick previews, tests)")
+    p.add_argument("--author", default=None, help="the author's name for the cover (default: printed as not given)")
+    p.add_argument("--collaborators", default=None,
+                   help="comma-separated names of collaborators for the cover (default: printed as none named)")
+    p.add_argument("--full-code", action="store_true",
+                   help="print every code file whole in Appendix B, the scratchnet library included (default: "
+                        "each section's function excerpts and a list of the files)")
+    p.add_argument("--no-code", action="store_true", help="leave all code out (quick previews, tests)")
     p.add_argument("--no-pdf", action="store_true", help="write the HTML only")
     args = p.parse_args(argv)
-    out = build(args.results, args.out, no_code=args.no_code, pdf=not args.no_pdf)
+    out = build(args.results, args.out, no_code=args.no_code, pdf=not args.no_pdf, full_code=args.full_code,
+                author=args.author, collaborators=args.collaborators)
     print(f"wrote {out['html']}" + (f" and {out['pdf']} ({out['pages']} pages)" if out["pdf"] else ""))
     return 0
 

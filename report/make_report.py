@@ -1,7 +1,7 @@
 """`make report`: run every problem, then build report/report.html and report/report.pdf.
 
     python report/make_report.py [--retrain] [--quick] [--results DIR] [--data-dir D] [--no-download]
-                                 [--only p1,p5]
+                                 [--only p1,p5] [--author NAME] [--collaborators "A, B"] [--full-code]
 
 By default P1, P2, P4 (with the EOT attack) and P5 (with learning) run fully (P2's first run extracts the
 Pets features, about 1.5 minutes on two cores, and caches them in .cache/features/), and the P3 networks
@@ -93,6 +93,13 @@ def main(argv=None):
                    help="comma list of runs to do (p1,p2,p3_small,p3_small_bn,p3_compare,p3_better,p4,p5; "
                         "p3_both with --retrain); the others keep their existing results")
     p.add_argument("--out", type=output_folder, default=HERE, help="where report.html/.pdf go (default: report/)")
+    p.add_argument("--author", default=os.environ.get("REPORT_AUTHOR") or None,
+                   help="the author's name for the cover (default: $REPORT_AUTHOR, else printed as not given)")
+    p.add_argument("--collaborators", default=os.environ.get("REPORT_COLLABORATORS") or None,
+                   help="comma-separated collaborators for the cover (default: $REPORT_COLLABORATORS, else "
+                        "printed as none named)")
+    p.add_argument("--full-code", action="store_true",
+                   help="print every code file whole in the report's Appendix B, the scratchnet library included")
     args = p.parse_args(argv)
     if args.data_dir is not None:
         if not Path(args.data_dir).is_dir():
@@ -121,7 +128,8 @@ def main(argv=None):
     records = [run_job(job, results / "logs" / f"{job.name}.log") for job in jobs]
     write_json(results / "report_runs.json", {"started": started, "retrain": args.retrain, "quick": args.quick,
                                               "download": args.download, "runs": records})
-    out = build_report.build(results, args.out)
+    out = build_report.build(results, args.out, full_code=args.full_code, author=args.author,
+                             collaborators=args.collaborators)
     failed = [r["name"] for r in records if r["rc"] not in (0, None)]
     print(plan_table(ready, problems, args.data_dir, "after the runs", records), flush=True)
     print(f"wrote {out['html']} and {out['pdf']} ({out['pages']} pages)"

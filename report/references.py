@@ -32,6 +32,8 @@ WORKS = {
     "wilson": "E. B. Wilson. Probable inference, the law of succession, and statistical inference. Journal "
               "of the American Statistical Association 22(158), 1927.",
     "sklearn": "F. Pedregosa et al. Scikit-learn: Machine learning in Python. JMLR 12, 2011.",
+    "agresti_coull": "A. Agresti and B. A. Coull. Approximate is better than \"exact\" for interval estimation of "
+                     "binomial proportions. The American Statistician 52(2), 1998.",
 }
 
 

@@ -83,7 +83,7 @@ def test_a_fresh_clone_without_data_answers_what_it_can_and_names_the_fix(tmp_pa
 
     html = (clone / "report/report.html").read_text()
     assert (clone / "report/report.pdf").stat().st_size > 10_000
-    assert "recorded</strong> when these weights were trained, not re-evaluated" in html
+    assert "as recorded</strong> when the network was trained (not re-evaluated" in html
     assert "no Oxford-IIIT Pet in DATA" in html                      # the P2 box says why it is missing
     roots = [str(clone), str(data), str(tmp_path), str(REPO), str(Path.home())]
     assert _absolute_paths(html, roots) == []

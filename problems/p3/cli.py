@@ -129,7 +129,7 @@ def draw_accuracy_vs_time(out: Path, result: P3Result) -> str:
             if r.epoch_seconds and r.test_accuracy:
                 runs.append((label, list(accumulate(r.epoch_seconds)), r.test_accuracy))
     plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png",
-                          title="P3: test accuracy vs training wall time (scratchnet-numpy, 2 cores)")
+                          title="P3: test accuracy vs training time")
     return "accuracy_vs_time.png"
 
 

@@ -193,11 +193,10 @@ class AblationResult(_P3Result):
 
 # ------------------------------------------------------------------------------------------- text
 def discussion_for(model: str, accuracy: float, data_source: str, epochs: int, seconds: float, backend: str) -> str:
+    """The results file's one-line summary (the report makes its own text from the fields: p3_facts)."""
     lossy = " on the lossy JPEG copy of CIFAR-10" if "lossy" in data_source else ""
     return (f"The {model} network reached {100 * accuracy:.1f}% test accuracy{lossy} after "
-            f"{epochs} epochs ({seconds / 60:.1f} min of training with the {backend} backend). "
-            f"The first-layer filters are shown contrast-stretched one by one; trained 11x11 filters typically "
-            f"show oriented edges and colour blobs, the low-level features every CNN learns first.")
+            f"{epochs} epochs ({seconds / 60:.1f} min of training).")
 
 
 def ablation_discussion(runs: list[AblationRun], budget: str) -> str:
@@ -253,7 +252,17 @@ def p3_facts(d: P3Result) -> dict:
     return {"hyper": rows, "epochs_run": len(d.train_loss),
             "best_epoch_acc": best, "best_epoch": (acc.index(best) + 1) if acc else None,
             "minutes": d.seconds / 60 if not is_missing(d.seconds) else None,
-            "eval_only": bool(d.eval_only)}
+            "eval_only": bool(d.eval_only), "filters": filters_sentence(d)}
+
+
+def filters_sentence(d: P3Result) -> str:
+    """The filter grid's caption after 'Part N: ': what it shows, from how the first layer was made."""
+    if "whitening" in (d.initialisation or "").lower():
+        return ("the first-layer filters. The first layer of this network is not learned: its filters are the "
+                "fixed 2x2 patch-whitening filters computed from the training images' 2x2 patches (eigenvectors "
+                "of their covariance, each also negated), so the grid shows the directions of that covariance, "
+                "not learned features.")
+    return "the first-layer filters as trained, each contrast-stretched on its own."
 
 
 def p3_bn_sentence(small: P3Result | None, bn: P3Result | None) -> str | None:

@@ -19,30 +19,28 @@ from problems.common.result import Result, ResultError
 # The transforms of part 2, in the order the robustness rows list them ("none" first).
 TRANSFORM_NAMES = ("none", "hflip", "crop80", "rotate30", "grayscale")
 
+# Why each transform can break the attack: the mechanism only. Whether it did is said by p4_table's verdicts,
+# from the results, never here.
 DISCUSSION = {
     "hflip": ("A mirror image moves every pixel's perturbation to the mirrored place. The perturbation is "
               "tuned to the exact pixel grid and the exact filters that read it; the network's filters are "
-              "not mirror-symmetric, so the flipped noise no longer adds up along the gradient direction "
-              "and the clean content (which the net recognises in either orientation) usually wins."),
+              "not mirror-symmetric, so the flipped noise no longer adds up along the gradient direction, "
+              "while the clean content is recognised in either orientation."),
     "crop80": ("Cropping and re-sizing (bicubic) shifts and stretches the perturbation by a non-integer "
-               "factor and low-pass filters it; a +-1 grey-level, pixel-sized pattern is largely averaged "
-               "away, so the attack breaks in most cases."),
+               "factor and low-pass filters it, which averages a pixel-sized pattern of a few grey levels "
+               "largely away."),
     "rotate30": ("Rotation resamples every pixel with bilinear interpolation, which both moves and smooths "
-                 "the noise (and adds black corners); the high-frequency pattern decorrelates from the "
-                 "filters it was tuned for, so the target is lost."),
+                 "the noise (and adds black corners), so the high-frequency pattern decorrelates from the "
+                 "filters it was tuned for."),
     "grayscale": ("Greyscale keeps the pixel grid but mixes the three channels (0.299 R + 0.587 G + 0.114 B) "
                   "and replicates the result; the per-channel signs of the noise partly cancel and the colour "
                   "directions the attack used disappear, so its effect shrinks, though the spatial part "
                   "survives; whether the target holds depends on how much of the attack was in "
                   "luminance."),
-    "eot": ("Expectation over transformation optimises the average log-probability over random flips, "
-            "crops, rotations and greyscale (plus the plain image), so the perturbation has to be a pattern "
-            "the network reads as the target in all of them: larger, smoother, orientation-independent "
-            "structures (on the rocket the noise draws dog-like fur and faces) instead of a pixel-exact "
-            "pattern. That needs a bigger budget: with the default settings eps 2 survives flips, crops "
-            "and greyscale but not the 30-degree rotation, eps 4 survives all four on the demo images. "
-            "Each step costs (views + 1) forward/backward passes, and the noise (PSNR about 39 dB) is "
-            "still hard to see."),
+    "eot": ("Expectation over transformation optimises the target's log-probability averaged over random "
+            "flips, crops, rotations and greyscale versions of the image (plus the image itself), so the "
+            "perturbation has to be a pattern the network reads as the target in all of them rather than a "
+            "pixel-exact one."),
 }
 
 
@@ -242,12 +240,14 @@ def results_markdown(plain: P4Result, eot: P4EotResult | None = None) -> str:
 
 @dataclass
 class TransformVerdict:
-    """One transform across the images: how many kept the target, and a sentence saying so."""
+    """One transform across the images: how many kept the target, a sentence saying so, and why the
+    transform can break an attack (DISCUSSION, the same for every run)."""
     transform: str
     kept: int
     n: int
     mean_p: float | None
     verdict: str
+    mechanism: str = ""
 
 
 @dataclass
@@ -274,7 +274,7 @@ def p4_table(entries) -> TransformTable:
             verdict = f"did not break the attack: the target stays top-1 on all {n} images"
         else:
             verdict = f"broke the attack on {n - kept} of {n} images; the target survives on {kept}"
-        summary.append(TransformVerdict(name, kept, n, mean_p, verdict))
+        summary.append(TransformVerdict(name, kept, n, mean_p, verdict, DISCUSSION.get(name, "")))
     tr = [s for s in summary if s.transform != "none"]
     broke = [s.transform for s in tr if s.kept == 0]
     held = [s.transform for s in tr if s.kept == s.n]
@@ -303,6 +303,7 @@ class EotFacts:
     entries: list[EotEntry]
     sentence: str | None
     table: TransformTable
+    discussion: str = ""
 
 
 def p4_eot_facts(d: P4EotResult) -> EotFacts:
@@ -315,4 +316,32 @@ def p4_eot_facts(d: P4EotResult) -> EotFacts:
                     f"transforms for {len(robust)} of {len(entries)} images"
                     + (", at eps " + ", ".join(f"{fmt_g(e.eps)}/255 ({e.target.name})" for e in robust)
                        if robust else "") + ".")
-    return EotFacts(entries, sentence, p4_table(entries))
+    return EotFacts(entries, sentence, p4_table(entries), eot_discussion(d))
+
+
+def eot_discussion(d: P4EotResult) -> str:
+    """The EOT discussion: the mechanism (true for every run), then what this run found, from its numbers."""
+    views = d.eot.samples_per_step
+    lines = [DISCUSSION["eot"], f"Each step here averages over {views} random views, so it costs {views + 1} "
+                                f"forward and backward passes instead of one."]
+    found, missed = [], []
+    for e in d.images:
+        ok = [t.eps for t in e.eps_tried if t.success and t.all_transforms_kept]
+        name = f"{Path(e.image).stem} ({e.target.name})"
+        if ok:
+            below = [t.eps for t in e.eps_tried if t.eps < min(ok)]
+            found.append(f"{fmt_g(min(ok))}/255 for {name}"
+                         + (f", where eps {', '.join(fmt_g(x) for x in below)} did not suffice" if below else ""))
+        else:
+            tried = [t.eps for t in e.eps_tried]
+            missed.append(f"{name} (eps up to {fmt_g(max(tried))}/255 tried)" if tried else name)
+    if found:
+        lines.append("The smallest eps of the grid at which the target survived every transform was "
+                     + "; ".join(found) + ".")
+    if missed:
+        lines.append("No eps of the grid made the target survive every transform for " + ", ".join(missed) + ".")
+    psnr = [e.psnr_db for e in d.images if e.success and e.psnr_db == e.psnr_db]
+    if psnr:
+        lines.append(f"The robust perturbations have a PSNR of {min(psnr):.1f}" +
+                     (f" to {max(psnr):.1f}" if max(psnr) - min(psnr) >= 0.05 else "") + " dB against the original.")
+    return " ".join(lines)
