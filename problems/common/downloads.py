@@ -6,10 +6,18 @@ A dataset missing from the data root is fetched with torchvision when downloads 
 """
 from __future__ import annotations
 
+import argparse
 import socket
 
 HOSTS = {"cifar10": "www.cs.toronto.edu",      # torchvision's CIFAR10 archive
          "pets": "www.robots.ox.ac.uk"}        # torchvision's OxfordIIITPet archives
+
+
+def add_download_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """--download/--no-download (default on) for a script that reads `what` from the data root."""
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"fetch {what} with torchvision when the data root has none and its host "
+                             "answers (default: on; --no-download forbids it)")
 
 
 def network_reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:

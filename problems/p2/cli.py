@@ -18,6 +18,7 @@ import numpy as np
 
 from problems.common.cli import (UserError, add_common_args, command_line, folder_path, positive_int,
                                  thread_count)
+from problems.common.downloads import add_download_flag
 from problems.p2.linear_probe import CLASSIFIERS, plot_confusion, plot_cv_curve
 from problems.p2.result import P2Result
 from problems.p2.run import DEFAULT_BACKBONES, DEFAULT_CACHE, DEFAULT_MODEL, PROBLEM, FeatureOptions, run
@@ -51,9 +52,7 @@ def parse_args(argv):
                    help="use at most this many images per breed and split (quick runs; default: all)")
     p.add_argument("--max-breeds", type=positive_int, default=None,
                    help="use only the first K breeds by class id (quick runs and tests; default: all 37)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                   help="if the data root has no Pets copy, download the official one with torchvision when "
-                        "its host answers (default: on; --no-download forbids it)")
+    add_download_flag(p, "the official Oxford-IIIT Pet")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, PROBLEM)
     args = p.parse_args(argv)

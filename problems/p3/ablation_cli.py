@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 
 from problems.common.cli import UserError, add_common_args, positive_float, positive_int
+from problems.common.downloads import add_download_flag
 from scratchnet import cpu
 
 from .ablation import DEFAULT_VARIANTS, VARIANTS
@@ -49,9 +50,7 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true",
                    help="reuse the runs that finished in DIR/runs/ and continue an interrupted one from its "
                         "last epoch (same flags needed)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                   help="fetch the official CIFAR-10 when the data root has none and the network answers "
-                        "(default: on; --no-download forbids it)")
+    add_download_flag(p, "the official CIFAR-10")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_common_args(p, "p3/ablation", out_help="ablation.json, its figure and runs/ (per-run checkpoints)")
     return p.parse_args(argv)

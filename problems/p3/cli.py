@@ -22,6 +22,7 @@ from pathlib import Path
 
 from problems.common.cli import (add_common_args, data_root, fraction_below_one, portable_path, positive_float,
                                  positive_int)
+from problems.common.downloads import add_download_flag
 from problems.common.result import ResultError
 from scratchnet import cpu
 
@@ -55,9 +56,7 @@ def parse_args(argv):
                    help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use only the first K images per class of each split (smoke tests)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                   help="fetch the official CIFAR-10 when the data root has none and the network answers "
-                        "(default: on; --no-download forbids it)")
+    add_download_flag(p, "the official CIFAR-10")
     p.add_argument("--recorded-if-no-data", action="store_true",
                    help="with --eval-only: if no CIFAR-10 can be had, show the accuracy and curves recorded "
                         "beside --weights (marked 'recorded, not re-evaluated') instead of stopping")
