@@ -4,6 +4,7 @@ unreadable, naming the field (not a silently wrong section)."""
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,20 @@ def test_renamed_field_makes_the_p3_part_unreadable(tmp_path, where, old, new):
     p3 = text.split('id="p3"')[1].split('id="p4"')[0]
     assert "unreadable results file" in p3 and new in p3 and f"p3/{where}" in p3
     assert "93.12%" in p3                                     # the other parts are still there
+
+
+def test_part3_shows_single_view_beside_tta_and_eval_measures_both(tmp_path, tiny_runs):
+    fixture.write(tmp_path / "results")
+    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
+                         .read_text())
+    p3 = re.sub(r"<[^>]+>", "", text.split('id="p3"')[1].split('id="p4"')[0])
+    assert "93.12% (error 6.88%) with test-time augmentation, 92.50% single view" in p3  # like with like
+    assert p3.count("single view (error") == 1                 # only part 3 used test-time views
+    # --eval-only of a recipe with test-time views measures the single view too; without views it does not
+    data = ["--data-dir", str(tiny_runs / "data"), "--no-progress"]
+    for model, with_views in (("better", True), ("small", False)):
+        _script("problems/p3_small_cnn.py", "--model", model, "--eval-only", "--weights",
+                str(tiny_runs / model / "weights.npz"), "--out", str(tmp_path / model), *data)
+        r = P3Result.read(tmp_path / model / "results.json")
+        assert (r.final_test_accuracy_without_tta is not None) == with_views
+        assert r.evaluated and 0 <= r.final_test_accuracy <= 1

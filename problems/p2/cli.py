@@ -19,6 +19,7 @@ import numpy as np
 from problems.common.cli import (UserError, add_common_args, command_line, folder_path, positive_int,
                                  thread_count)
 from problems.common.downloads import add_download_flag
+from problems.common.fmt import fmt_pct
 from problems.p2.linear_probe import CLASSIFIERS, plot_confusion, plot_cv_curve
 from problems.p2.result import P2Result
 from problems.p2.run import DEFAULT_BACKBONES, DEFAULT_CACHE, DEFAULT_MODEL, PROBLEM, FeatureOptions, run
@@ -66,7 +67,7 @@ def write_figures(r: P2Result, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(np.array(r.confusion_matrix, dtype=np.int64), r.class_names, out / r.figures["confusion_matrix"],
                    f"{r.model} + {r.classifier} (C={r.C:g}): mean-per-class accuracy "
-                   f"{r.mean_per_class_accuracy:.3f}\n{r.coverage.text}")
+                   f"{fmt_pct(r.mean_per_class_accuracy, 2)}\n{r.n_test:,} test images, {r.n_classes} breeds")
     grids = {kind: [vars(p) for p in grid] for kind, grid in r.cv.grids.items()}
     plot_cv_curve(grids, out / r.figures["cv_curve"],
                   f"{r.cv.folds}-fold CV on trainval ({r.n_train} images), {r.model} features")

@@ -11,7 +11,7 @@ from problems.common.cli import UserError, command_line, data_root, portable_pat
 from scratchnet.io import load_npz
 
 from . import models
-from .recipe import EMA_WARMUP, RATIONALE, Recipe
+from .recipe import EMA_WARMUP, RATIONALE, TTA_VIEWS, Recipe
 from .result import (HISTORY_KEYS, P3Comparison, P3Result, ablation_rows, discussion_for, read_companion,
                      read_train_loss)
 
@@ -148,6 +148,9 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
         fields.update(evaluated=True, final_test_accuracy=test_acc, final_test_error=1 - test_acc,
                       final_test_loss=test_loss, data_source=data.source,
                       data_dir=portable_path(data.directory, data_dir), n_test=int(len(data.test_y)))
+        if recipe.views():  # with test-time views, the single-view accuracy too: like with like for parts 1-2
+            _, fields["final_test_accuracy_without_tta"] = evaluate(learner, data.test_x, data.test_y, mean, std,
+                                                                    views=TTA_VIEWS[0])
     else:
         acc = trained.get("final_test_accuracy")
         if not isinstance(acc, (int, float)) or isinstance(acc, bool):
