@@ -1,6 +1,5 @@
 """P1's typed result: the script's results.json reads back through P1Result.from_json unchanged, and a
 renamed field makes the report show P1 as unreadable, naming the field (not a silently wrong section)."""
-import html
 import json
 import re
 import sys
@@ -14,8 +13,8 @@ from problems.p1.result import P1Result, discuss
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "report")]
-import build_report  # noqa: E402
 from report_fixtures import p1 as fixture  # noqa: E402
+from report_fixtures.common import built_html, rename_field  # noqa: E402
 
 
 def test_script_output_round_trips(tmp_path, capsys):
@@ -54,11 +53,8 @@ def test_fixture_round_trips_and_makes_the_report_text():
 def test_renamed_field_makes_the_p1_section_unreadable(tmp_path):
     fixture.write(tmp_path / "results")
     path = tmp_path / "results" / "p1" / "results.json"
-    obj = json.loads(path.read_text())
-    obj["classes"] = obj.pop("top")
-    path.write_text(json.dumps(obj))
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    rename_field(path, "top", "classes")
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p1 = text.split('id="p1"')[1].split('id="p2"')[0]
     assert "Not yet produced" in p1 and "unreadable results file" in p1
     assert "classes" in p1 and "problems/p1_pretrained.py" in p1
@@ -154,8 +150,7 @@ def test_notes_key_is_the_shipped_peppers_image():
 
 def test_p1_section_in_the_report(tmp_path):
     fixture.write(tmp_path / "results")
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p1 = text.split('id="p1"')[1].split('id="p2"')[0]
     for pct in ("67.56%", "5.36%", "0.73%", "73.65%"):                     # probabilities: percent, 2 decimals
         assert pct in p1

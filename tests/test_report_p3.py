@@ -1,7 +1,6 @@
 """P3's typed results: what the scripts write reads back through P3Result / P3Comparison / AblationResult
 unchanged, the committed companion files load, and a renamed field makes the report show that part as
 unreadable, naming the field (not a silently wrong section)."""
-import html
 import json
 import os
 import re
@@ -16,9 +15,9 @@ from problems.p3.result import AblationResult, P3Comparison, P3Result, p3_bn_sen
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "report")]
-import build_report  # noqa: E402
 from cifar_helpers import make_pickles  # noqa: E402
 from report_fixtures import p3 as fixture  # noqa: E402
+from report_fixtures.common import built_html, rename_field  # noqa: E402
 
 
 def _same(cls, obj):
@@ -112,11 +111,8 @@ def test_bn_sentence_says_which_loss_is_lower():
 def test_renamed_field_makes_the_p3_part_unreadable(tmp_path, where, old, new):
     fixture.write(tmp_path / "results")
     path = tmp_path / "results" / "p3" / where
-    obj = json.loads(path.read_text())
-    obj[new] = obj.pop(old)
-    path.write_text(json.dumps(obj))
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    rename_field(path, old, new)
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p3 = text.split('id="p3"')[1].split('id="p4"')[0]
     assert "unreadable results file" in p3 and new in p3 and f"p3/{where}" in p3
     assert "93.12%" in p3                                     # the other parts are still there
@@ -124,8 +120,7 @@ def test_renamed_field_makes_the_p3_part_unreadable(tmp_path, where, old, new):
 
 def test_part3_shows_single_view_beside_tta_and_eval_measures_both(tmp_path, tiny_runs):
     fixture.write(tmp_path / "results")
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p3 = re.sub(r"<[^>]+>", "", text.split('id="p3"')[1].split('id="p4"')[0])
     assert "93.12% (error 6.88%) with test-time augmentation, 92.50% single view" in p3  # like with like
     assert p3.count("single view (error") == 1                 # only part 3 used test-time views

@@ -1,6 +1,5 @@
 """P4's typed results: what the script writes (results.json, results_eot.json) reads back through P4Result /
 P4EotResult unchanged, and a renamed field makes the report show that part as unreadable, naming the field."""
-import html
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "report")]
 import build_report  # noqa: E402
 from report_fixtures import p4 as fixture  # noqa: E402
+from report_fixtures.common import built_html  # noqa: E402
 
 
 def test_script_output_round_trips(tmp_path, capsys):
@@ -95,8 +95,7 @@ def test_renamed_field_makes_the_p4_part_unreadable(tmp_path, name, rename, wher
     obj = json.loads(path.read_text())
     rename(obj)
     path.write_text(json.dumps(obj))
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p4 = text.split('id="p4"')[1].split('id="p5"')[0]
     assert "Not yet produced" in p4 and "unreadable results file" in p4
     assert where in p4 and "problems/p4_adversarial.py" in p4
@@ -111,8 +110,7 @@ def test_a_template_error_costs_only_the_p4_section(tmp_path, monkeypatch):
         raise KeyError("transform")
     monkeypatch.setattr(build_report, "p4_table", broken)
     fixture.write(tmp_path / "results")
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p4 = text.split('id="p4"')[1].split('id="p5"')[0]
     assert "could not be read" in p4 and "KeyError" in p4
     assert "P4. Adversarial examples" in text and "2 of 2 targeted attacks succeeded" in text   # the cover still has it

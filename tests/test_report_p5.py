@@ -1,6 +1,5 @@
 """P5's typed result: the script's results.json reads back through P5Result.from_json unchanged, and a
 renamed field makes the report show P5 as unreadable, naming the field (not a silently wrong section)."""
-import html
 import json
 import re
 import sys
@@ -14,8 +13,8 @@ from problems.p5.result import LEARN_FIELDS, P5Result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "report")]
-import build_report  # noqa: E402
 from report_fixtures import p5 as fixture  # noqa: E402
+from report_fixtures.common import built_html, rename_field  # noqa: E402
 
 
 @pytest.mark.parametrize("learn", [[], ["--learn", "--seeds", "1", "--steps", "10"]])
@@ -45,11 +44,8 @@ def test_fixture_round_trips_with_perfect_and_failed_runs():
 def test_renamed_field_makes_the_p5_section_unreadable(tmp_path):
     fixture.write(tmp_path / "results")
     path = tmp_path / "results" / "p5" / "results.json"
-    obj = json.loads(path.read_text())
-    obj["pairs_tested"] = obj.pop("pairs_checked")
-    path.write_text(json.dumps(obj))
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    rename_field(path, "pairs_checked", "pairs_tested")
+    text = built_html(tmp_path / "results", tmp_path / "out")
     p5 = text.split('id="p5"')[1]
     assert "Not yet produced" in p5 and "unreadable results file" in p5
     assert "pairs_tested" in p5 and "problems/p5_rnn_adder.py" in p5
@@ -66,8 +62,7 @@ def _run(seed, loss, errors, perfect=False, steps=2000, weights=None, reason="st
 
 def _section(tmp_path, result) -> str:
     result.write(tmp_path / "results" / "p5" / "results.json")
-    text = html.unescape(build_report.build(tmp_path / "results", tmp_path / "out", no_code=True, pdf=False)["html"]
-                         .read_text())
+    text = built_html(tmp_path / "results", tmp_path / "out")
     section = text.split('id="p5"')[1]
     return " ".join(re.sub(r"<[^>]+>", " ", section).split())
 
