@@ -206,8 +206,8 @@ def _decode_image(path: str) -> np.ndarray:
 def _decode_many(paths: list[str], progress: bool, desc: str) -> np.ndarray:
     """Decode image files into one uint8 (N, 32, 32, 3) array, in the given order.
 
-    A plain loop (~0.2-0.3 ms per 32x32 JPEG, ~20 s for all 60,000): it runs once per dataset thanks to
-    the cache, and a process pool is not worth its fragility (spawned workers re-import __main__).
+    A plain loop: it runs once per dataset thanks to the cache, and a process pool is not worth its
+    fragility (spawned workers re-import __main__).
     """
     out = np.empty((len(paths),) + IMAGE_SHAPE, dtype=np.uint8)
     bar = None
