@@ -34,6 +34,7 @@ from problems.common.cli import UserError, output_folder, portable_path, run_mai
 from problems.common.fmt import fmt_f, fmt_g, fmt_int, fmt_pct, fmt_sci, fmt_text, fmt_vec, plural  # noqa: E402
 from problems.p1.result import P1Result  # noqa: E402
 from problems.p2.result import P2Result, headline as p2_headline, report_facts as p2_facts  # noqa: E402
+from problems.p3.bn_control import P3BNControl  # noqa: E402
 from problems.p3.result import P3Comparison, P3Result, p3_better_sentence, p3_bn_sentence, p3_facts  # noqa: E402
 from problems.p4.result import P4EotResult, P4Result, p4_eot_facts, p4_table  # noqa: E402
 from problems.p5.result import P5Result, derivation_markdown  # noqa: E402
@@ -52,6 +53,7 @@ RESULT_TYPES = {
     "p3_small": P3Result,
     "p3_small_bn": P3Result,
     "p3_compare": P3Comparison,
+    "p3_bn_control": P3BNControl,
     "p3_better": P3Result,
     "p4": P4Result,
     "p4_eot": P4EotResult,

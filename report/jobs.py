@@ -20,12 +20,14 @@ RESULT_FILES = {
     "p3_small": ["p3/small/results.json"],
     "p3_small_bn": ["p3/small_bn/results.json"],
     "p3_compare": ["p3/comparison.json"],
+    "p3_bn_control": ["p3/bn_control/results.json"],
     "p3_better": ["p3/better/results.json"],
     "p4": ["p4/results.json"],
     "p4_eot": ["p4/results_eot.json"],
     "p5": ["p5/results.json"],
 }
 
+P3_BN_CONTROL = "recorded/p3_bn_control.json"   # the batch-norm control's committed result (hours to retrain)
 P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.npz",
               "better": "weights/p3_better.npz"}
 
@@ -131,6 +133,10 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
     if retrain:
         jobs.append(Job("p3_both", ["problems/p3_small_cnn.py", "--model", "both", "--out", f"{r}/p3",
                                     "--no-progress", *no_dl, *data], ["p3_small", "p3_small_bn", "p3_compare"]))
+        jobs.append(Job("p3_bn_control", ["problems/p3_bn_control.py", "--headline", f"{r}/p3/small/results.json",
+                                          f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3/bn_control",
+                                          "--no-progress", *no_dl, *data], ["p3_bn_control"],
+                        needs=[Path(results) / "p3/small/results.json", Path(results) / "p3/small_bn/results.json"]))
         jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--out",
                                       f"{r}/p3/better", "--no-progress", *no_dl, *data], ["p3_better"]))
     else:
@@ -146,6 +152,11 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
                                      f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3"], ["p3_compare"],
                       needs=[Path(results) / "p3/small/results.json", Path(results) / "p3/small_bn/results.json"])
         jobs.append(compare)
+        control = Job("p3_bn_control", ["problems/p3_bn_control.py", "--from-recorded", P3_BN_CONTROL, "--out",
+                                        f"{r}/p3/bn_control"], ["p3_bn_control"])
+        if not (repo / P3_BN_CONTROL).is_file():
+            control.skip = f"{P3_BN_CONTROL} is not committed yet; train it with make report RETRAIN=1"
+        jobs.append(control)
         better = Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--eval-only", "--weights",
                                    P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress",
                                    *recorded, *no_dl, *data],
@@ -164,7 +175,7 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
             job.skip = state.detail
     if seed:
         for job in jobs:
-            if "--compare" not in job.argv:  # the loss-curve comparison draws no random numbers
+            if "--compare" not in job.argv and "--from-recorded" not in job.argv:  # these draw no random numbers
                 job.argv += ["--seed", str(seed)]
     return jobs
 
@@ -175,7 +186,7 @@ def hint_commands(results: Path) -> dict:
     for retrain in (True, False):        # the eval-only command wins where its weights exist
         for job in plan(results, retrain=retrain):
             for key in job.produces:
-                if not (job.skip and "weights/" in job.skip):
+                if not (job.skip and "is not committed yet" in job.skip):
                     hints[key] = job.command()
     hints["p4_eot"] = next(j.command() for j in plan(results) if j.name == "p4")
     return hints

@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ABLATION = REPO / "weights" / "p3_better_ablation.json"   # part 3's committed ablation
 
 
+class Diverged(UserError):
+    """Training stopped on a non-finite loss; the message says where (a control experiment records it)."""
+
+
 def load_data(data_dir: str | None, download: bool = True, limit_per_class: int | None = None,
               progress: bool = True):
     """CIFAR-10 from the data root (downloading the official pickles if allowed and needed)."""
@@ -102,7 +106,7 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
     except ValueError as e:  # e.g. a checkpoint made with other settings
         raise UserError(str(e)) from None
     except FloatingPointError as e:  # the loss went inf/nan: the learning rate (or the data) is unusable
-        raise UserError(str(e)) from None
+        raise Diverged(str(e)) from None
     seconds = time.perf_counter() - t0
     hist = asdict(history)
     epochs, accuracy, seconds_all = recipe.train.epochs, hist["test_accuracy"][-1], sum(hist["epoch_seconds"])

@@ -49,6 +49,26 @@ def comparison() -> P3Comparison:
                         discussion="Training loss per epoch.")
 
 
+def bn_control(plain_high_diverged: bool = False):
+    """The batch-norm control: both networks at 0.02 and 0.2; the diagonal cells are parts 1 and 2."""
+    from problems.p3.bn_control import ControlCell, P3BNControl, discussion
+
+    def cell(model, lr, role, errors, diverged=None):
+        if diverged:
+            return ControlCell(model=model, lr=lr, role=role, diverged=diverged, train_loss=[], test_loss=[],
+                               test_accuracy=[], final_test_error=None, seconds=None, results_file="runs/x")
+        return ControlCell(model=model, lr=lr, role=role, train_loss=[1.5, 1.0, 0.8], test_loss=[1.4, 1.1, 0.9],
+                           test_accuracy=[1 - e for e in errors], final_test_error=errors[-1], seconds=100.0,
+                           results_file="runs/x/results.json")
+    cells = [cell("small", 0.02, "part 1 run", [0.5, 0.4, 0.30]),
+             cell("small", 0.2, "control run", [0.6, 0.5, 0.35], "epoch 1, step 40" if plain_high_diverged else None),
+             cell("small_bn", 0.02, "control run", [0.45, 0.35, 0.27]),
+             cell("small_bn", 0.2, "part 2 run", [0.4, 0.3, 0.22])]
+    return P3BNControl(problem="p3", part="batch-norm control", epochs=3, batch_size=128, seed=0, lrs=[0.02, 0.2],
+                       data_source="JPEG copy (lossy)", cells=cells, command="problems/p3_bn_control.py",
+                       figures={"bn_control": "bn_control.png"}, discussion=discussion(cells, [0.02, 0.2]))
+
+
 def write(root: Path) -> None:
     """P3's results under root, as its script writes them (figures beside each JSON)."""
     p3 = root / "p3"
@@ -61,3 +81,6 @@ def write(root: Path) -> None:
     c = comparison()
     _png(p3 / c.figures["bn_comparison"])
     c.write(p3 / "comparison.json")
+    ctl = bn_control()
+    _png(p3 / "bn_control" / "bn_control.png", 120, 50)
+    ctl.write(p3 / "bn_control" / "results.json")
