@@ -23,11 +23,7 @@ from problems.p4.result import DISCUSSION, P4EotResult, eot_discussion  # noqa: 
 
 PROBLEMS = ["p1", "p2", "p3", "p4", "p5"]
 
-# Set-up, tooling and machine talk that belongs in Appendix A at most, never in an answer.
-SETUP_PHRASES = ["make report", "make run", "pip install", "offline default", "this machine", "on this machine",
-                 "shared copy", "two-core", "2 cores", "scratchnet-numpy", "numpy backend", "code revision",
-                 "report_runs.json", "site-packages", "PyPI", "SCRATCHNET_DATA", "--eval-only", "weights/p3_",
-                 ".npz", "results folder", "feature cache", "not available on this machine"]
+from check_report import SETUP_PHRASES, answers, checks  # noqa: E402 - one list for the tests and the PDF check
 
 
 def write_fixture(root: Path, better_whitening: bool = True) -> Path:
@@ -242,3 +238,17 @@ def test_p4_text_follows_the_data():
     text = eot_discussion(P4EotResult.from_json(obj))
     assert "4/255 for" in text and "where eps 2 did not suffice" in text
     assert "No eps of the grid made the target survive every transform for rocket" in text
+
+
+def test_check_script_passes_the_fixture_pdf_where_it_should_and_fails_machine_talk(built):
+    _, _, info, _ = built
+    results = {what: (passed, detail) for passed, what, detail in checks(info["pdf"], 45)}
+    for what in ("at most 45 pages", "cover: author line", "cover: collaborators line", "references listed",
+                 "no absolute paths", "P3: the batch-norm control", "P3: part 3 single view beside test-time augmentation"):
+        assert results[what][0], (what, results[what])
+    assert results["cover: author line"][1] == "Ada Lovelace"
+    assert not checks(info["pdf"], 5)[0][0]                # the page limit can fail
+    footer = "P3. Training CNNs on CIFAR-10 with scratchnet\npage 7 of 30"
+    body = answers([f"Part 1 trained with pip install torch on this machine\nCode for P3\n.npz\n{footer}"])["p3"]
+    assert "pip install" in body and ".npz" not in body    # the code excerpts are not part of the answer
+    assert [p for p in SETUP_PHRASES if p.lower() in body.lower()] == ["pip install", "this machine", "on this machine"]
