@@ -7,7 +7,7 @@ Layers of the library, bottom up:
     functional  ops on Tensors (elementwise, matmul, conv2d, pooling, batch_norm, cross_entropy, ...)
     nn          Modules with parameters (Conv2d, BatchNorm2d, Linear, Sequential, ...)
     init        initialisers beyond He normal: per-layer seeds, Dirac convolutions, patch whitening
-    optim       SGD / Adam / AdamW, learning-rate schedules, gradient clipping
+    optim       SGD / Adam / AdamW (parameter groups), learning-rate schedules, EMA, Lookahead, gradient clipping
     rnn         a recurrent network with hard-threshold (step) units and its surrogate gradients
     parallel    CPU threads for the heavy kernels
     cpu         opt-in process-wide tuning for training programs (OpenBLAS kernels, BLAS threads, malloc)
