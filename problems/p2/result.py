@@ -143,10 +143,16 @@ class BackboneScore:
     accuracy: float
     n_test: int
     available: bool = True
+    input_size: int | None = None       # the network's input, pixels per side (its centre crop)
+    breed_counts: dict[str, list[int]] | None = None   # breed -> [right, test images], breeds with test images
+    recorded: bool = False              # read from a recorded backbone table (--recorded-backbones), not run here
 
     def __post_init__(self):
         if self.available is not True:
             raise ResultError(f"backbone {self.model}: a scored backbone has available true")
+        for breed, pair in (self.breed_counts or {}).items():
+            if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+                raise ResultError(f"backbone {self.model}: breed_counts.{breed} must be [right, test images]")
 
 
 @dataclass
@@ -159,6 +165,97 @@ class UnavailableBackbone:
     def __post_init__(self):
         if self.available is not False:
             raise ResultError(f"backbone {self.model}: an unavailable backbone has available false")
+
+
+@dataclass
+class BackboneData:
+    """The images a backbone table was computed on: the decoded images of each split (counts and a sha256 of
+    their names and labels, in split-file order) and the limits that chose them; and how: flip-averaged
+    features or not, the cross-validation folds and the seed. Two tables are comparable row for row only when
+    all of these agree."""
+    data_root: str
+    n_train: int
+    n_test: int
+    n_classes: int
+    limit_per_class: int | None
+    max_breeds: int | None
+    flip_averaged: bool
+    folds: int                          # cross-validation folds that chose C
+    seed: int
+    trainval_sha256: str
+    test_sha256: str
+
+    def differences(self, other: "BackboneData") -> list[str]:
+        """What differs between the images of `self` (recorded) and `other` (this run), in words; [] when
+        they are the same images."""
+        out = []
+        pairs = (("test images", self.n_test, other.n_test), ("trainval images", self.n_train, other.n_train),
+                 ("breeds", self.n_classes, other.n_classes))
+        for what, a, b in pairs:
+            if a != b:
+                out.append(f"{a:,} {what} recorded, {b:,} in this run")
+        if not out and (self.test_sha256 != other.test_sha256 or self.trainval_sha256 != other.trainval_sha256):
+            out.append("as many images as this run, but not the same ones")
+        if self.flip_averaged != other.flip_averaged:
+            out.append("flip-averaged features " + ("recorded, plain ones in this run" if self.flip_averaged else
+                                                    "in this run, plain ones recorded"))
+        if self.folds != other.folds:
+            out.append(f"C chosen by {self.folds}-fold cross-validation recorded, {other.folds}-fold in this run")
+        if self.seed != other.seed:
+            out.append(f"seed {self.seed} recorded, {other.seed} in this run")
+        return out
+
+
+@dataclass
+class BackboneTiming:
+    """How long one backbone of a recorded table took: feature extraction of both splits (that of the run
+    that filled the feature cache) and the classifier's cross-validation, fit and prediction."""
+    model: str
+    images: int
+    extraction_seconds: float
+    images_per_second: float
+    from_cache: bool
+    fit_seconds: float
+
+
+@dataclass
+class RecordedBackbones(Result):
+    """recorded/p2_backbones.json: the backbone table computed once (problems/p2_transfer.py
+    --write-backbones), read back by --recorded-backbones instead of extracting every backbone's features."""
+    problem: str                        # "p2_backbones"
+    command: str
+    data: BackboneData
+    backbones: list[BackboneScore]
+    timings: list[BackboneTiming]
+
+    def __post_init__(self):
+        if self.problem != "p2_backbones":
+            raise ResultError(f"RecordedBackbones.problem: expected 'p2_backbones', got {self.problem!r}")
+        if not self.backbones:
+            raise ResultError("RecordedBackbones.backbones: expected at least one scored backbone")
+        for b in self.backbones:
+            if b.recorded:
+                raise ResultError(f"RecordedBackbones: backbone {b.model} is itself marked recorded")
+
+    def row(self, model: str) -> BackboneScore | None:
+        return next((b for b in self.backbones if b.model == model), None)
+
+
+@dataclass
+class RecordedSource:
+    """Where the backbone table's recorded rows come from, and the images of both tables."""
+    file: str
+    command: str                        # the command that wrote the file
+    recorded: BackboneData              # the images the recorded rows were computed on
+    this_run: BackboneData              # the images of this run
+
+    @property
+    def differences(self) -> list[str]:
+        return self.recorded.differences(self.this_run)
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
 
 
 @dataclass
@@ -196,6 +293,7 @@ class P2Result(Result):
     figures: dict[str, str]             # role -> file, relative to the results folder
     discussion: str
     data_root: str
+    recorded_backbones: RecordedSource | None = None   # where rows marked recorded come from (None: none are)
 
     def __post_init__(self):
         k = self.n_classes
@@ -272,18 +370,29 @@ def mean_per_class_interval(d: P2Result, z: float = Z95) -> MeanInterval | None:
     Agresti-Coull proportion (c_k + z^2/2) / (n_k + z^2), with n_k + z^2 in the denominator, so a breed with
     every test image right still adds its uncertainty (its plain estimate 1 would add none). It covers the
     sampling of test images only, not the choice of training images or of C."""
-    breeds = breed_counts(d)
-    if not breeds:
+    return counts_interval([(b.correct, b.n) for b in breed_counts(d)], z)
+
+
+def counts_interval(counts, z: float = Z95) -> MeanInterval | None:
+    """mean_per_class_interval from (right, test images) per breed; breeds without test images are left out,
+    None when none has any."""
+    counts = [(c, n) for c, n in counts if n > 0]
+    if not counts:
         return None
-    k = len(breeds)
-    mean = sum(b.accuracy for b in breeds) / k
+    k = len(counts)
+    mean = sum(c / n for c, n in counts) / k
     var = 0.0
-    for b in breeds:
-        n_t = b.n + z * z
-        p_t = (b.correct + z * z / 2) / n_t
+    for c, n in counts:
+        n_t = n + z * z
+        p_t = (c + z * z / 2) / n_t
         var += p_t * (1 - p_t) / n_t
     half = z * math.sqrt(var) / k
     return MeanInterval(mean, max(0.0, mean - half), min(1.0, mean + half), half, k)
+
+
+def backbone_interval(b: BackboneScore) -> MeanInterval | None:
+    """The 95% interval of a backbone row's mean-per-class accuracy (None without its per-breed counts)."""
+    return counts_interval(list((b.breed_counts or {}).values()))
 
 
 # ------------------------------------------------------------------------------------------- report text
@@ -344,6 +453,77 @@ def rank_sentence(scores, unit: str = "mean-per-class accuracy") -> str | None:
         f": a spread of {spread} of {unit}."
 
 
+_LITE = re.compile(r"(?:tf_)?efficientnet_lite(\d)$")
+
+
+def backbone_name(model: str) -> str:
+    """The short name the report gives a backbone: 'tf_efficientnet_lite0' -> 'Lite0'; others as they are."""
+    m = _LITE.match(model)
+    return f"Lite{m.group(1)}" if m else model
+
+
+def backbone_label(b) -> str:
+    """The backbone table's name for a row, with its input size: 'Lite0 (224 px)'."""
+    size = getattr(b, "input_size", None)
+    return backbone_name(b.model) + (f" ({size} px)" if size else "")
+
+
+def _interval_text(b: BackboneScore, ci: MeanInterval) -> str:
+    return f"{backbone_name(b.model)} {_pct(b.mean_per_class_accuracy)} ({_pct(ci.low)}\u2013{_pct(ci.high)})"
+
+
+def backbone_ranking(rows: list[BackboneScore]) -> str | None:
+    """How comparable backbones rank on mean-per-class accuracy, ties called ties: a backbone whose 95% interval
+    overlaps the top scorer's ties with it. Rows without per-breed counts fall back to rank_sentence (a tie is
+    then an equal score as printed). None for fewer than two rows."""
+    if len(rows) < 2:
+        return None
+    cis = [backbone_interval(b) for b in rows]
+    if any(ci is None for ci in cis):
+        return rank_sentence([(backbone_name(b.model), b.mean_per_class_accuracy) for b in rows])
+    order = sorted(zip(rows, cis), key=lambda t: -t[0].mean_per_class_accuracy)
+    top, top_ci = order[0]
+    tied = [(b, ci) for b, ci in order[1:] if ci.high >= top_ci.low]
+    below = [(b, ci) for b, ci in order[1:] if ci.high < top_ci.low]
+    if not below:
+        scores = _and([_interval_text(b, ci) for b, ci in order])
+        return (f"{_and([backbone_name(b.model) for b, _ in order])} tie within the uncertainty: their "
+                f"mean-per-class accuracies with their 95% intervals, {scores}, overlap: the differences are within "
+                "this test set's uncertainty.")
+    lower = _and([_interval_text(b, ci) for b, ci in below])
+    if not tied:
+        return (f"{backbone_name(top.model)} scores highest, {_pct(top.mean_per_class_accuracy)} mean-per-class "
+                f"accuracy (95% interval {_pct(top_ci.low)}\u2013{_pct(top_ci.high)}); "
+                f"{'the interval' if len(below) == 1 else 'each interval'} of {lower} lies below it.")
+    return (f"{_and([backbone_name(b.model) for b, _ in [order[0], *tied]])} tie for highest within the "
+            f"uncertainty ({_and([_interval_text(b, ci) for b, ci in [order[0], *tied]])}: overlapping 95% "
+            f"intervals); {'the interval' if len(below) == 1 else 'each interval'} of {lower} lies below "
+            f"{backbone_name(top.model)}'s.")
+
+
+def comparable_backbones(d: P2Result) -> list[BackboneScore]:
+    """The scored rows of the backbone table that are scored on this run's images: those run here, and the
+    recorded ones when they were recorded on the same images."""
+    same = d.recorded_backbones is not None and d.recorded_backbones.comparable
+    return [b for b in d.backbones if b.available and (not b.recorded or same)]
+
+
+def recorded_sentence(d: P2Result) -> str | None:
+    """Where the rows marked recorded come from, and whether they are comparable with this run's rows."""
+    rec = [b for b in d.backbones if b.available and b.recorded]
+    src = d.recorded_backbones
+    if not rec or src is None:
+        return None
+    names, one = _and([backbone_name(b.model) for b in rec]), len(rec) == 1
+    if src.comparable:
+        return (f"The {names} {'row was' if one else 'rows were'} computed once by the same procedure on the "
+                f"same {src.this_run.n_test:,} test and {src.this_run.n_train:,} trainval images and "
+                f"{'is' if one else 'are'} read from {src.file} (marked recorded).")
+    return (f"The recorded {names} {'row was' if one else 'rows were'} not computed on this run's images with "
+            f"its settings ({'; '.join(src.differences)}), so {'it is' if one else 'they are'} listed for reference "
+            f"only and not ranked against {backbone_name(d.model)}.")
+
+
 def feature_size_sentence(d: P2Result) -> str:
     """What the feature dimension (read from the result) means next to the assignment's 2,000-6,000."""
     dim, (lo, hi) = d.feature_dim, ASSIGNMENT_FEATURE_RANGE
@@ -364,10 +544,16 @@ def feature_size_sentence(d: P2Result) -> str:
     scored = [b for b in d.backbones if b.available]
     dims = sorted({b.feature_dim for b in scored})
     if len(scored) > 1 and dims == [dim]:
-        text += (f". Every backbone compared below has {dim:,}-dimensional features, so the effect of a wider "
-                 "layer is not measured here")
+        sizes = sorted({b.input_size for b in scored if b.input_size})
+        lite = all(_LITE.match(b.model) for b in scored)
+        text += f". Every backbone of the backbone table has {dim:,}-dimensional features"
+        if lite:
+            text += (" (EfficientNet-Lite keeps its last layer's width as it scales up); they differ in depth, in "
+                     "the width of their inner layers" + (f" and in input size ({_span(sizes)} pixels)"
+                                                          if len(sizes) > 1 else ""))
+        text += ", so the effect of a wider feature layer is not measured here"
     elif len(dims) > 1:
-        text += (". The backbones compared below have " + _and([f"{x:,}" for x in dims]) +
+        text += (". The backbones of the backbone table have " + _and([f"{x:,}" for x in dims]) +
                  "-dimensional features")
     return text + "."
 
@@ -477,10 +663,11 @@ def discussion_parts(d: P2Result) -> dict[str, str | None]:
             + (f"; {len(perfect)} of the {len(breeds)} breeds {'has' if len(perfect) == 1 else 'have'} every "
                "test image right" if perfect else "")
             + ".")
-    scored = [b for b in d.backbones if b.available]
-    ranked = rank_sentence([(b.model, b.mean_per_class_accuracy) for b in scored])
+    scored = comparable_backbones(d)
+    ranked = backbone_ranking(scored)
     parts["backbones"] = (f"Across backbones ({scored[0].classifier} on each one's features), {ranked}"
                           if ranked else None)
+    parts["recorded"] = recorded_sentence(d)
     parts["data"] = data_sentence(d)
     return parts
 
@@ -508,6 +695,37 @@ def _breed_groups(breeds: list[BreedCount]) -> list[tuple[str, list[BreedCount]]
     return [(f"weakest 5 of {len(breeds)} breeds", ranked[:5]), strongest]
 
 
+@dataclass(frozen=True)
+class BackboneRow:
+    """One row of the report's backbone table (scores as fractions; None where the backbone was not scored)."""
+    label: str
+    input_size: int | None
+    feature_dim: int | None
+    mean_per_class_accuracy: float | None
+    low: float | None
+    high: float | None
+    accuracy: float | None
+    note: str
+
+
+def backbone_rows(d: P2Result) -> list[BackboneRow]:
+    """The backbone table: every backbone with its input size, feature dimension, scores and 95% interval of the
+    mean-per-class accuracy, the main model marked, recorded rows marked (and those recorded on other images
+    marked as not comparable)."""
+    comparable = d.recorded_backbones is not None and d.recorded_backbones.comparable
+    rows = []
+    for b in d.backbones:
+        if not b.available:
+            rows.append(BackboneRow(backbone_name(b.model), None, None, None, None, None, None, "not scored"))
+            continue
+        ci = backbone_interval(b)
+        note = ("main model" if b.model == d.model and not b.recorded else
+                "recorded" if comparable or not b.recorded else "recorded on other images: not compared")
+        rows.append(BackboneRow(backbone_label(b), b.input_size, b.feature_dim, b.mean_per_class_accuracy,
+                                ci.low if ci else None, ci.high if ci else None, b.accuracy, note))
+    return rows
+
+
 def report_facts(d: P2Result) -> dict:
     """What the report's P2 section says beyond the raw fields: its sentences and the ranked tables."""
     text = discussion_parts(d)
@@ -521,7 +739,7 @@ def report_facts(d: P2Result) -> dict:
             "weakest": ranked[:5], "strongest": sorted(breeds, key=lambda b: (-b.accuracy, b.name))[:5],
             "breed_groups": _breed_groups(breeds),
             "n_breeds": len(d.per_breed),
-            "pairs": d.most_confused_pairs[:6], "backbones": d.backbones,
+            "pairs": d.most_confused_pairs[:6], "backbones": d.backbones, "backbone_rows": backbone_rows(d),
             "from_cache": d.extraction.trainval.from_cache and d.extraction.test.from_cache}
 
 

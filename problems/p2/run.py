@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 import warnings
@@ -18,9 +20,11 @@ from problems.p2.linear_probe import (CLASSIFIERS, confusion_matrix, cross_valid
                                       mean_per_class_accuracy, most_confused_pairs, per_class_accuracy)
 from problems.p2.penultimate import FeatureSet
 from problems.p2.pets import PetsDataset, PetsSplit, download_pets, have_pets, load_pets, pets_obtainable
-from problems.p2.result import (BackboneScore, BreedScore, ClassifierScore, ConfusedPair, Coverage,
-                                CrossValidation, CVPoint, Extraction, Extractions, ImageDefects, MissingImages,
-                                ExtractorInfo, P2Result, ReadLog, SplitCounts, UnavailableBackbone)
+from problems.common.result import ResultError
+from problems.p2.result import (BackboneData, BackboneScore, BackboneTiming, BreedScore, ClassifierScore,
+                                ConfusedPair, Coverage, CrossValidation, CVPoint, Extraction, Extractions,
+                                ImageDefects, MissingImages, ExtractorInfo, P2Result, ReadLog, RecordedBackbones,
+                                RecordedSource, SplitCounts, UnavailableBackbone)
 
 PROBLEM = "p2"
 DEFAULT_MODEL = "tf_efficientnet_lite0"
@@ -80,11 +84,23 @@ class BackboneRun:
     folds: int                          # the CV folds the decoded trainval images allow
     fits: list[Fit] = field(default_factory=list)
 
-    def score(self) -> BackboneScore:
-        """The backbone table's row: its first classifier's test scores."""
-        f = self.fits[0]
+    def score(self, class_names) -> BackboneScore:
+        """The backbone table's row: logistic regression's test scores (the first classifier's when logreg was
+        not fitted), with the per-breed counts its interval is made from."""
+        f = next((f for f in self.fits if f.classifier == "logreg"), self.fits[0])
+        right = np.bincount(self.y_test[f.y_pred == self.y_test], minlength=len(class_names))
+        n = np.bincount(self.y_test, minlength=len(class_names))
+        counts = {class_names[c]: [int(right[c]), int(n[c])] for c in range(len(class_names)) if n[c]}
         return BackboneScore(self.model, int(self.features["trainval"].features.shape[1]), f.classifier, f.C,
-                             f.mean_per_class_accuracy, f.accuracy, int(len(self.y_test)), True)
+                             f.mean_per_class_accuracy, f.accuracy, int(len(self.y_test)), True,
+                             int(self.info["preprocessing"]["center_crop"]), counts)
+
+    def timing(self) -> BackboneTiming:
+        tr, te = self.features["trainval"], self.features["test"]
+        images, seconds = int(tr.kept.size + te.kept.size), tr.seconds + te.seconds
+        f = next((f for f in self.fits if f.classifier == "logreg"), self.fits[0])
+        return BackboneTiming(self.model, images, seconds, images / seconds if seconds > 0 else float("nan"),
+                              tr.from_cache and te.from_cache, f.seconds)
 
 
 def _limit(split, per_class, n_breeds):
@@ -217,19 +233,57 @@ def run_backbone(name: str, kinds, data: PetsData, folds: int, opts: FeatureOpti
     return out
 
 
-def other_backbones(names, main: BackboneRun, data: PetsData, opts: FeatureOptions) -> list:
-    """The backbone table's rows after the main model's: logistic regression on each one's features, or why it
-    is unavailable here."""
-    rows = []
+def read_recorded(path) -> RecordedBackbones:
+    """The recorded backbone table at `path` (--recorded-backbones); UserError with one line when it is missing
+    or is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--recorded-backbones {path}: no such file; write one with --write-backbones {path}")
+    try:
+        return RecordedBackbones.read(path)
+    except ResultError as e:
+        raise UserError(f"--recorded-backbones {path}: not a recorded backbone table ({e}); write one with "
+                        f"--write-backbones {path}") from None
+
+
+def _digest(split: PetsSplit, kept: np.ndarray) -> str:
+    """sha256 of the decoded images of a split: their names and labels, in split-file order."""
+    pairs = [[n, int(y)] for n, y, k in zip(split.names, split.labels.tolist(), kept) if k]
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
+def backbone_data(main: BackboneRun, data: PetsData, opts: FeatureOptions, limit_per_class, max_breeds,
+                  data_dir: str | None) -> BackboneData:
+    """The images (and settings) this run's backbone rows are computed on."""
+    return BackboneData(portable_path(data.dataset.root, data_dir), int(len(main.y_train)), int(len(main.y_test)),
+                        len(data.class_names), limit_per_class, max_breeds, opts.flip, main.folds, opts.seed,
+                        _digest(data.splits["trainval"], main.features["trainval"].kept),
+                        _digest(data.splits["test"], main.features["test"].kept))
+
+
+def other_backbones(names, main: BackboneRun, data: PetsData, opts: FeatureOptions,
+                    recorded: RecordedBackbones | None = None) -> tuple[list, list[BackboneRun]]:
+    """The backbone table's rows after the main model's: logistic regression on each one's features (taken
+    from `recorded` where it has the backbone, marked recorded), or why it is unavailable here; and the
+    backbones run here."""
+    rows, runs = [], []
     for b in names:
         if b == main.model:
             continue
+        row = recorded.row(b) if recorded else None
+        if row is not None:
+            rows.append(BackboneScore(**{**vars(row), "recorded": True}))
+            continue
+        if recorded:
+            print(f"backbone {b}: not in the recorded table; extracting its features", file=sys.stderr)
         try:
-            rows.append(run_backbone(b, ["logreg"], data, main.folds, opts).score())
+            runs.append(run_backbone(b, ["logreg"], data, main.folds, opts))
         except UserError as e:
             rows.append(UnavailableBackbone(b, False, str(e)))
             print(f"backbone {b}: not available ({e})", file=sys.stderr)
-    return rows
+            continue
+        rows.append(runs[-1].score(data.class_names))
+    return rows, runs
 
 
 def extraction_stats(feats: dict[str, FeatureSet]) -> Extractions:
@@ -248,15 +302,24 @@ def per_breed_scores(y_tr, y_te, y_hat, class_names) -> dict[str, BreedScore]:
                                        int(n_tr_k[c])) for c in range(k)}
 
 
-def run(*, data_dir: str | None = None, model: str = DEFAULT_MODEL, classifier: str = "logreg",
-        compare=("svm", "scratchnet"), backbones=DEFAULT_BACKBONES, folds: int = 5,
-        limit_per_class: int | None = None, max_breeds: int | None = None, download: bool = True,
-        features: FeatureOptions = FeatureOptions(), command: str = "") -> P2Result:
+def run(**kwargs) -> P2Result:
+    """The whole problem (see run_and_table); returns the result (discussion included, nothing written)."""
+    return run_and_table(**kwargs)[0]
+
+
+def run_and_table(*, data_dir: str | None = None, model: str = DEFAULT_MODEL, classifier: str = "logreg",
+                  compare=("svm", "scratchnet"), backbones=DEFAULT_BACKBONES, folds: int = 5,
+                  limit_per_class: int | None = None, max_breeds: int | None = None, download: bool = True,
+                  features: FeatureOptions = FeatureOptions(), command: str = "",
+                  recorded_backbones: Path | None = None) -> tuple[P2Result, RecordedBackbones]:
     """The whole problem: `model`'s features, `classifier` and the `compare` ones on them, then logistic
-    regression on each of `backbones`; returns the result (discussion included, nothing written)."""
+    regression on each of `backbones` (read from the recorded table `recorded_backbones` where it has them).
+    Returns the result (discussion included, nothing written) and the backbone table of the backbones run
+    here, as --write-backbones records it."""
     unknown = [c for c in (classifier, *compare) if c not in CLASSIFIERS]
     if unknown:
         raise ValueError(f"unknown classifier(s) {unknown}; expected {', '.join(CLASSIFIERS)}")
+    recorded = read_recorded(recorded_backbones) if recorded_backbones is not None else None
     seed = features.seed
     seed_everything(seed)
     data = load_data(data_root(data_dir), download, limit_per_class, max_breeds, folds)
@@ -271,7 +334,20 @@ def run(*, data_dir: str | None = None, model: str = DEFAULT_MODEL, classifier: 
     classes_te = int(np.unique(y_te).size)
     coverage = _coverage(n_te, classes_te, missing["test"]["listed"], len(data.dataset.class_names))
     cm = confusion_matrix(y_te, best.y_pred, k)
-    table = [main.score()] + other_backbones(backbones, main, data, features)
+    others, runs = other_backbones(backbones, main, data, features, recorded)
+    table = [main.score(data.class_names)] + others
+    this_data = backbone_data(main, data, features, limit_per_class, max_breeds, data_dir)
+    source = None
+    if recorded is not None and any(getattr(b, "recorded", False) for b in others):
+        source = RecordedSource(portable_path(recorded_backbones), recorded.command, recorded.data, this_data)
+        if source.differences:
+            print("note: the recorded backbone rows are not comparable with this run: " + "; ".join(
+                source.differences), file=sys.stderr)
+        elif (old := recorded.row(model)) is not None and (
+                old.mean_per_class_accuracy != table[0].mean_per_class_accuracy or old.C != table[0].C):
+            print(f"warning: {model} scores {table[0].mean_per_class_accuracy:.4f} (C={table[0].C:g}) here but "
+                  f"{old.mean_per_class_accuracy:.4f} (C={old.C:g}) in {source.file}, on the same images",
+                  file=sys.stderr)
     result = P2Result(
         problem=PROBLEM, command=command, seed=seed, model=model, model_info=ExtractorInfo.from_json(main.info),
         feature_dim=int(raw.shape[1]), feature_min=float(raw.min()), flip_averaged=features.flip,
@@ -288,6 +364,9 @@ def run(*, data_dir: str | None = None, model: str = DEFAULT_MODEL, classifier: 
         per_breed=per_breed_scores(y_tr, y_te, best.y_pred, data.class_names),
         most_confused_pairs=[ConfusedPair(**p) for p in most_confused_pairs(cm, data.class_names, top=10)],
         confusion_matrix=cm.tolist(), backbones=table, figures=dict(FIGURES), discussion="",
-        data_root=portable_path(data.dataset.root, data_dir))
+        data_root=portable_path(data.dataset.root, data_dir), recorded_backbones=source)
     result.discussion = result.discussion_text()
-    return result
+    run_here = [main] + runs
+    table_here = RecordedBackbones("p2_backbones", command, this_data,
+                                   [r.score(data.class_names) for r in run_here], [r.timing() for r in run_here])
+    return result, table_here

@@ -2,16 +2,40 @@
 from pathlib import Path
 
 from problems.common.pretrained import Preprocessing
-from problems.p2.result import (BackboneScore, BreedScore, ClassifierScore, ConfusedPair, Coverage, CrossValidation,
-                                CVPoint, Extraction, Extractions, ImageDefects, MissingImages, ExtractorInfo, P2Result,
-                                ReadLog, SplitCounts, UnavailableBackbone)
+from problems.p2.result import (BackboneData, BackboneScore, BreedScore, ClassifierScore, ConfusedPair, Coverage,
+                                CrossValidation, CVPoint, Extraction, Extractions, ImageDefects, MissingImages,
+                                ExtractorInfo, P2Result, ReadLog, RecordedSource, SplitCounts)
 
 from .common import _png
 
+INPUT_SIZE = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
+
+
+def backbone(model: str, counts: dict, recorded: bool = False, C: float = 10.0) -> BackboneScore:
+    """A scored backbone row whose scores follow from its per-breed counts {breed: [right, test images]}."""
+    right, n = sum(c for c, _ in counts.values()), sum(m for _, m in counts.values())
+    mpca = sum(c / m for c, m in counts.values()) / len(counts)
+    return BackboneScore(model, 1280, "logreg", C, mpca, right / n, n, True, INPUT_SIZE.get(model), dict(counts),
+                         recorded)
+
+
+def data(**changes) -> BackboneData:
+    """The images of the fixture's run (two breeds), as a backbone table records them."""
+    fields = dict(data_root="DATA/pets", n_train=40, n_test=40, n_classes=2, limit_per_class=None, max_breeds=2,
+                  flip_averaged=True, folds=5, seed=0, trainval_sha256="a" * 64, test_sha256="b" * 64)
+    return BackboneData(**{**fields, **changes})
+
+
+def source(**changes) -> RecordedSource:
+    """Recorded rows' source: recorded on the fixture run's images unless `changes` say otherwise."""
+    return RecordedSource("recorded/p2_backbones.json", "problems/p2_transfer.py --write-backbones "
+                          "recorded/p2_backbones.json", data(**changes), data())
+
 
 def result(figures: dict | None = None) -> P2Result:
-    """Two breeds (as with --max-breeds 2), two classifiers, one backbone that did not load; `figures` as the
-    script names them. The numbers agree with each other: the accuracies follow from the confusion matrix."""
+    """Two breeds (as with --max-breeds 2), two classifiers, Lite0 run here and Lite1/Lite2 recorded on the same
+    images (all three within each other's intervals); `figures` as the script names them. The numbers agree with
+    each other: the accuracies follow from the confusion matrix and the per-breed counts."""
     mpca = (17 / 17 + 18 / 23) / 2
     log = ReadLog(converted={"PNG-in-.jpg RGBA": 1}, converted_files=["Abyssinian_5.jpg: PNG-in-.jpg RGBA"],
                   n_converted=1, skipped=[], n_skipped=0)
@@ -38,10 +62,11 @@ def result(figures: dict | None = None) -> P2Result:
         per_breed={"pug": BreedScore(1.0, 17, 17), "boxer": BreedScore(18 / 23, 23, 23)},
         most_confused_pairs=[ConfusedPair("pug", "boxer", 5, 0, 5, 17, 23)],
         confusion_matrix=[[17, 0], [5, 18]],
-        backbones=[BackboneScore("tf_efficientnet_lite0", 1280, "logreg", 10.0, mpca, 0.875, 40),
-                   UnavailableBackbone("tf_efficientnet_lite2", False, "package not installed")],
+        backbones=[backbone("tf_efficientnet_lite0", {"pug": [17, 17], "boxer": [18, 23]}),
+                   backbone("tf_efficientnet_lite1", {"pug": [16, 17], "boxer": [19, 23]}, recorded=True),
+                   backbone("tf_efficientnet_lite2", {"pug": [17, 17], "boxer": [20, 23]}, recorded=True)],
         figures=figures or {"confusion_matrix": "confusion_matrix.png", "cv_curve": "cv_curve.png"},
-        discussion="", data_root="DATA/pets")
+        discussion="", data_root="DATA/pets", recorded_backbones=source())
     r.discussion = r.discussion_text()
     return r
 
