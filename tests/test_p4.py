@@ -126,3 +126,35 @@ def test_cli_bad_input(tmp_path, capsys, args, msg):
     assert run_main(P4.main, args + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0], err
+
+
+def test_study_tiny_run_then_recorded_parts(tmp_path, monkeypatch, capsys):
+    """The study on one image with a few steps: every part computed and typed; then --from-recorded with the
+    plain sweep recomputed gives the same numbers (same seed), the other parts copied and marked."""
+    from problems.p4.study_cli import main
+    from problems.p4.study_result import P4Study
+    tiny = ["--n-images", "1", "--eps", "2", "--max-steps", "3", "--plain-eps", "2,4", "--eot-eps", "4",
+            "--eot-steps", "1", "--eot-samples", "1", "--threads", "1"]
+    first = tmp_path / "first"
+    monkeypatch.setattr("sys.argv", ["problems/p4_study.py", *tiny, "--out", str(first)])
+    assert main() == 0
+    obj = json.loads((first / "study.json").read_text())
+    d = P4Study.from_json(obj)
+    assert d.to_json() == obj and d.recorded_from is None and d.recorded_parts() == []
+    assert [(r.method, r.steps) for r in d.methods.rows] == [("ifgsm", 3), ("prob", 3)]   # 3 steps, not reached
+    assert d.methods.eps == 2.0 and d.methods.step_px == 0.5 and not any(r.success for r in d.methods.rows)
+    assert [p.eps for p in d.plain.points] == [2.0, 4.0] and [p.eps for p in d.eot.points] == [4.0]
+    p = d.plain.points[1]
+    assert set(p.transform_probs) == {"hflip", "crop80", "rotate30", "grayscale"} and 0 <= p.target_prob <= 1
+    assert d.images[0].target.class_id == 812 and d.images[0].image.endswith("peppers.png")
+    assert (first / "study.png").is_file() and d.figures == {"sweep": "study.png"}
+
+    again = tmp_path / "again"
+    monkeypatch.setattr("sys.argv", ["problems/p4_study.py", *tiny, "--from-recorded", str(first / "study.json"),
+                                     "--parts", "plain", "--out", str(again)])
+    assert main() == 0
+    e = P4Study.read(again / "study.json")
+    assert e.recorded_parts() == ["methods", "eot"] and not e.plain.source.recorded
+    assert e.methods.rows == d.methods.rows and e.eot.points == d.eot.points           # copied
+    strip = [dict(vars(q), seconds=0) for q in e.plain.points]
+    assert strip == [dict(vars(q), seconds=0) for q in d.plain.points]                # recomputed: same numbers
