@@ -35,8 +35,12 @@ from problems.common.fmt import fmt_f, fmt_g, fmt_int, fmt_pct, fmt_sci, fmt_tex
 from problems.p1.result import P1Result  # noqa: E402
 from problems.p2.result import P2Result, headline as p2_headline, report_facts as p2_facts  # noqa: E402
 from problems.p3.bn_control import P3BNControl  # noqa: E402
-from problems.p3.result import P3Comparison, P3Result, p3_better_sentence, p3_bn_sentence, p3_facts  # noqa: E402
+from problems.p3.result import (P3Comparison, P3Result, ablation_facts as p3_ablation_facts,  # noqa: E402
+                                p3_better_sentence, p3_bn_sentence, p3_facts)
+from problems.p3.twin_check import P3TwinCheck, discussion as p3_twin_discussion  # noqa: E402
 from problems.p4.result import P4EotResult, P4Result, p4_eot_facts, p4_table  # noqa: E402
+from problems.p4.study_result import (P4Study, method_facts as p4_method_facts,  # noqa: E402
+                                      sweep_facts as p4_sweep_facts)
 from problems.p5.result import P5Result, derivation_markdown  # noqa: E402
 from scratchnet.io import atomic_write  # noqa: E402
 from jobs import RESULT_FILES, hint_commands  # noqa: E402
@@ -54,9 +58,11 @@ RESULT_TYPES = {
     "p3_small_bn": P3Result,
     "p3_compare": P3Comparison,
     "p3_bn_control": P3BNControl,
+    "p3_twin_check": P3TwinCheck,
     "p3_better": P3Result,
     "p4": P4Result,
     "p4_eot": P4EotResult,
+    "p4_study": P4Study,
     "p5": P5Result,
 }
 
@@ -326,8 +332,10 @@ def render_html(ctx: dict, out_dir: Path) -> str:
     """Render every section on its own, so one malformed results file costs one section, not the report."""
     env = make_env()
     helpers = dict(field=field, src=figure_src(out_dir), width=figure_width(), p1_facts=P1Result.facts, p2_facts=p2_facts, p3_facts=p3_facts,
+                   p3_ablation_facts=p3_ablation_facts, p3_twin_discussion=p3_twin_discussion,
                    p3_bn_sentence=p3_bn_sentence, p3_better_sentence=p3_better_sentence, p4_table=p4_table,
-                   p4_eot_facts=p4_eot_facts, p5_facts=P5Result.facts, plural=plural)
+                   p4_eot_facts=p4_eot_facts, p4_method_facts=p4_method_facts,
+                   p4_sweep_facts=p4_sweep_facts, p5_facts=P5Result.facts, plural=plural)
     citations = Citations()
     helpers["cite"] = citations.cite
     for note in ctx.get("data_notes", []):      # the cover's "About the data" is read first: its works come first

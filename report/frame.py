@@ -51,10 +51,11 @@ CODE_FILES = [
       "problems/p2/linear_probe.py"]),
     ("P3: CIFAR-10 networks trained with scratchnet",
      ["problems/p3/cli.py", "problems/p3/run.py", "problems/p3/result.py", "problems/p3/models.py",
-      "problems/p3/recipe.py", "scratchnet/data/augment.py"]),
+      "problems/p3/recipe.py", "problems/p3/ablation.py", "problems/p3/twin_check.py",
+      "problems/p3/torch_reference.py", "scratchnet/data/augment.py"]),
     ("P4: adversarial examples",
      ["problems/p4/cli.py", "problems/p4/run.py", "problems/p4/result.py", "problems/p4/attack.py",
-      "problems/p4/figures.py"]),
+      "problems/p4/figures.py", "problems/p4/study.py", "problems/p4/study_result.py", "problems/p4/study_cli.py"]),
     ("P5: the RNN adder", ["problems/p5/cli.py", "problems/p5/run.py", "problems/p5/result.py",
                            "problems/p5/adder.py"]),
 ]

@@ -21,13 +21,19 @@ RESULT_FILES = {
     "p3_small_bn": ["p3/small_bn/results.json"],
     "p3_compare": ["p3/comparison.json"],
     "p3_bn_control": ["p3/bn_control/results.json"],
+    "p3_twin_check": ["p3/twin_check/results.json"],
     "p3_better": ["p3/better/results.json"],
     "p4": ["p4/results.json"],
     "p4_eot": ["p4/results_eot.json"],
+    "p4_study": ["p4/study.json"],
     "p5": ["p5/results.json"],
 }
 
 P3_BN_CONTROL = "recorded/p3_bn_control.json"   # the batch-norm control's committed result (hours to retrain)
+P3_TWIN_CHECK = "recorded/p3_twin_check.json"   # parts 1-2 against their PyTorch twins, committed (the twin is slow)
+P3_TWIN_EPOCHS = 2                              # the twins' epochs of the 15-epoch schedule (--stop-after)
+P2_BACKBONES = "recorded/p2_backbones.json"     # P2's backbone table, recorded (Lite1/Lite2 features take minutes)
+P4_STUDY = "recorded/p4_study.json"   # P4 study: update-rule table and EOT sweep, recorded (the EOT sweep is slow)
 P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.npz",
               "better": "weights/p3_better.npz"}
 
@@ -115,7 +121,8 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
     """The runs behind the report, in the assignment's order.
 
     Default: P1, P2, P4 (with EOT) and P5 (with learning) run fully (P2's first run extracts the Pets
-    features, about 1.5 minutes on two cores, and caches them in .cache/features/); the P3 networks are
+    features, about 1.5 minutes on two cores, and caches them in .cache/features/; its backbone table's other
+    rows are read from the committed P2_BACKBONES, recomputed with retrain); the P3 networks are
     evaluated from the committed weights (--eval-only) and the batch-norm plot is redrawn. retrain: P3
     trains all three networks (hours on a CPU). quick: no EOT, no learning. seed: passed to every script
     that draws random numbers (only when not 0, so the default commands stay short). download False:
@@ -128,7 +135,9 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
     recorded = ["--recorded-if-no-data"] if ready and ready["p3"].state == "recorded" else []
     jobs = [Job("p1", ["problems/p1_pretrained.py", "--out", f"{r}/p1", *data], ["p1"])]
 
-    jobs.append(Job("p2", ["problems/p2_transfer.py", "--out", f"{r}/p2", "--no-progress", *no_dl, *data], ["p2"]))
+    p2_table = ["--recorded-backbones", P2_BACKBONES] if not retrain and (repo / P2_BACKBONES).is_file() else []
+    jobs.append(Job("p2", ["problems/p2_transfer.py", "--out", f"{r}/p2", "--no-progress", *p2_table, *no_dl,
+                           *data], ["p2"]))
 
     if retrain:
         jobs.append(Job("p3_both", ["problems/p3_small_cnn.py", "--model", "both", "--out", f"{r}/p3",
@@ -137,6 +146,16 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
                                           f"{r}/p3/small_bn/results.json", "--out", f"{r}/p3/bn_control",
                                           "--no-progress", *no_dl, *data], ["p3_bn_control"],
                         needs=[Path(results) / "p3/small/results.json", Path(results) / "p3/small_bn/results.json"]))
+        # the PyTorch twins of parts 1-2 for the first P3_TWIN_EPOCHS epochs, checked against the runs above
+        twins = {m: f"{r}/p3/twin/{m}/results.json" for m in ("small", "small_bn")}
+        jobs.append(Job("p3_twin", ["problems/p3_small_cnn.py", "--backend", "torch", "--model", "both",
+                                    "--stop-after", str(P3_TWIN_EPOCHS), "--out", f"{r}/p3/twin", "--no-progress",
+                                    *no_dl, *data], []))
+        jobs.append(Job("p3_twin_check", ["problems/p3_twin_check.py",
+                                          *[a for m in twins for a in ("--pair", f"{r}/p3/{m}/results.json", twins[m])],
+                                          "--out", f"{r}/p3/twin_check"], ["p3_twin_check"],
+                        needs=[Path(results) / f"p3/{m}/results.json" for m in twins]
+                        + [Path(results) / f"p3/twin/{m}/results.json" for m in twins]))
         jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--out",
                                       f"{r}/p3/better", "--no-progress", *no_dl, *data], ["p3_better"]))
     else:
@@ -157,6 +176,11 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
         if not (repo / P3_BN_CONTROL).is_file():
             control.skip = f"{P3_BN_CONTROL} is not committed yet; train it with make report RETRAIN=1"
         jobs.append(control)
+        twin = Job("p3_twin_check", ["problems/p3_twin_check.py", "--from-recorded", P3_TWIN_CHECK, "--out",
+                                     f"{r}/p3/twin_check"], ["p3_twin_check"])
+        if not (repo / P3_TWIN_CHECK).is_file():
+            twin.skip = f"{P3_TWIN_CHECK} is not committed yet; retraining P3 computes it"
+        jobs.append(twin)
         better = Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--eval-only", "--weights",
                                    P3_WEIGHTS["better"], "--out", f"{r}/p3/better", "--no-progress",
                                    *recorded, *no_dl, *data],
@@ -167,6 +191,12 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
 
     p4 = ["problems/p4_adversarial.py", "--out", f"{r}/p4", *data]
     jobs.append(Job("p4", p4 if quick else p4 + ["--eot"], ["p4"] if quick else ["p4", "p4_eot"]))
+    # the plain eps sweep is computed (seconds); the update-rule table and the EOT sweep come from P4_STUDY
+    # (retrain: all computed); without the recording those two parts show as not yet produced
+    study = ["problems/p4_study.py", "--out", f"{r}/p4", *data]
+    if quick or not retrain:
+        study += ["--parts", "plain"] + (["--from-recorded", P4_STUDY] if (repo / P4_STUDY).is_file() else [])
+    jobs.append(Job("p4_study", study, ["p4_study"]))
     p5 = ["problems/p5_rnn_adder.py", "--out", f"{r}/p5"]
     jobs.append(Job("p5", p5 if quick else p5 + ["--learn"], ["p5"]))
     for job in jobs:
@@ -189,4 +219,5 @@ def hint_commands(results: Path) -> dict:
                 if not (job.skip and "is not committed yet" in job.skip):
                     hints[key] = job.command()
     hints["p4_eot"] = next(j.command() for j in plan(results) if j.name == "p4")
+    hints["p4_study_full"] = next(j.command() for j in plan(results, retrain=True) if j.name == "p4_study")
     return hints

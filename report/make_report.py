@@ -90,7 +90,7 @@ def main(argv=None):
     p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                    help="let P2 and P3 fetch a dataset the data root lacks when its host answers (default: on)")
     p.add_argument("--only", default=None,
-                   help="comma list of runs to do (p1,p2,p3_small,p3_small_bn,p3_compare,p3_better,p4,p5; "
+                   help="comma list of runs to do (p1,p2,p3_small,p3_small_bn,p3_compare,p3_better,p4,p4_study,p5; "
                         "p3_both with --retrain); the others keep their existing results")
     p.add_argument("--out", type=output_folder, default=HERE, help="where report.html/.pdf go (default: report/)")
     p.add_argument("--author", default=os.environ.get("REPORT_AUTHOR") or None,

@@ -18,6 +18,8 @@ WORKS = {
                "performance on ImageNet classification. ICCV 2015.",
     "label_smoothing": "C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens and Z. Wojna. Rethinking the Inception "
                        "architecture for computer vision. CVPR 2016.",
+    "pytorch": "A. Paszke et al. PyTorch: An imperative style, high-performance deep learning library. "
+               "NeurIPS 2019.",
     "airbench": "K. Jordan. 94% on CIFAR-10 in 3.29 seconds on a single GPU. arXiv:2404.00498, 2024.",
     "nesterov": "I. Sutskever, J. Martens, G. Dahl and G. Hinton. On the importance of initialization and "
                 "momentum in deep learning. ICML 2013.",

@@ -269,7 +269,8 @@ def load_checkpoint(folder, learner, config: TrainConfig, identity: dict | None 
 
 
 def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, progress: bool = True,
-        log=print, mean=None, std=None, augment=None, final_views=None, settings: dict | None = None):
+        log=print, mean=None, std=None, augment=None, final_views=None, settings: dict | None = None,
+        stop_after: int | None = None):
     """Train for config.epochs on data.train_x/train_y (uint8 NHWC), evaluating on data.test_x after each epoch.
 
     mean, std: per-channel normalisation (defaults: training-set statistics). augment(x, indices, epoch,
@@ -277,7 +278,9 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
     generator, the only randomness a resume reproduces); default random crops and flips as the config
     says. final_views: test-time views for the last epoch's evaluation (tta_logits); its plain accuracy
     is then kept too. With out_dir, a checkpoint is written after every epoch, recording the config and
-    `settings` (the recipe's other choices); resume=True continues from it. Returns the History.
+    `settings` (the recipe's other choices); resume=True continues from it. stop_after: end after that many
+    epochs of a schedule that still spans config.epochs (so the first epochs match a full run's; a resume
+    from the checkpoint can finish it later). Returns the History.
     """
     from .data.augment import channel_stats
     if mean is None or std is None:
@@ -302,7 +305,8 @@ def fit(learner, data, config: TrainConfig, out_dir=None, resume: bool = False, 
         raise ValueError(f"the training set has {n} images, fewer than one batch of {config.batch_size}; "
                          "lower --batch-size")
     schedule = config.schedule_for(steps_per_epoch)
-    for epoch in range(start, config.epochs):
+    end = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    for epoch in range(start, end):
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         batches = iterate_minibatches(n, config.batch_size, rng, shuffle=True, drop_last=True)

@@ -69,7 +69,8 @@ def test_run_main_turns_a_refused_write_into_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("script", ["problems/p1_pretrained.py", "problems/p2_transfer.py",
                                     "problems/p3_small_cnn.py", "problems/p3_better_ablation.py",
-                                    "problems/p4_adversarial.py", "problems/p5_rnn_adder.py",
+                                    "problems/p3_twin_check.py",
+                                    "problems/p4_adversarial.py", "problems/p4_study.py", "problems/p5_rnn_adder.py",
                                     "report/make_report.py", "report/build_report.py"])
 def test_every_script_refuses_an_unusable_out_before_any_work(tmp_path, script):
     (tmp_path / "file").write_text("x")
@@ -82,6 +83,7 @@ def test_every_script_refuses_an_unusable_out_before_any_work(tmp_path, script):
 @pytest.mark.parametrize("script, prefix", [
     ("problems/p1_pretrained.py", "--top"), ("problems/p2_transfer.py", "--fold"),
     ("problems/p3_small_cnn.py", "--epoch"), ("problems/p3_better_ablation.py", "--epoch"),
+    ("problems/p3_twin_check.py", "--from"),
     ("problems/p4_adversarial.py", "--max-step"), ("problems/p5_rnn_adder.py", "--random-pair"),
     ("report/make_report.py", "--retr"), ("report/build_report.py", "--no-pd"),
     ("bench/train_step.py", "--round"), ("bench/gpu_kernels.py", "--step"), ("bench/p4_torchattacks.py", "--ep")])

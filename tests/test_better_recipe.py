@@ -1,4 +1,6 @@
 """Pieces of P3 part 3's recipe: whitening init, Dirac init, EMA, test-time augmentation, alternating flips."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -166,14 +168,17 @@ def test_ablation_script_runs_variants_and_writes_results(repo_root, data_root, 
         pytest.skip("no CIFAR-10 under the data root")
     out = tmp_path / "ablation"
     r = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--variants", "full", "no_ema",
-                        "--epochs", "1", "--limit-per-class", "8", "--batch-size", "32", "--out", str(out),
-                        "--no-progress"], capture_output=True, text=True, cwd=repo_root, timeout=600)
+                        "--epochs", "1", "--limit-per-class", "8", "--val-per-class", "4", "--seeds", "1",
+                        "--batch-size", "32", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, cwd=repo_root, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "ablation.json").read_text())
     assert [v["variant"] for v in res["variants"]] == ["full", "no_ema"]
-    for v in res["variants"]:
-        assert 0.0 <= v["final_test_accuracy"] <= 1.0 and len(v["test_accuracy"]) == 1
-    assert res["variants"][0]["final_test_accuracy_without_tta"] is not None  # the recipe's TTA is on
+    assert res["evaluated_on"].startswith("validation split") and res["n_validation"] == 40 and "n_test" not in res
+    for v in res["variants"]:   # scored on the held-out training images, never on the test set
+        assert 0.0 <= v["final_val_accuracy"] <= 1.0 and len(v["val_accuracy"]) == 1 and "final_test_accuracy" not in v
+    assert res["variants"][0]["final_val_accuracy_without_tta"] is not None  # the recipe's TTA is on
+    assert "validation accuracy" in res["discussion"] and "test accuracy" not in res["discussion"]
     assert (out / res["figures"]["ablation"]).is_file() and "Without weight averaging" in res["discussion"]
     assert not list((out / "runs").glob("*/checkpoint.npz"))  # finished runs keep run.json only
     bad = subprocess.run([sys.executable, "problems/p3_better_ablation.py", "--limit-per-class", "2",
@@ -213,8 +218,8 @@ def test_ablation_resume_continues_an_interrupted_run_exactly(repo_root, data_ro
     from scratchnet import train
     if not ((data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()):
         pytest.skip("no CIFAR-10 under the data root")
-    flags = ["--variants", "full", "no_ema", "--epochs", "2", "--limit-per-class", "8", "--batch-size", "32",
-             "--no-progress", "--data-dir", str(data_root)]
+    flags = ["--variants", "full", "no_ema", "--epochs", "2", "--limit-per-class", "8", "--val-per-class", "4",
+             "--seeds", "1", "--batch-size", "32", "--no-progress", "--data-dir", str(data_root)]
     assert A.main(flags + ["--out", str(tmp_path / "whole")]) == 0
     whole = json.loads((tmp_path / "whole" / "ablation.json").read_text())["variants"]
 
@@ -234,6 +239,32 @@ def test_ablation_resume_continues_an_interrupted_run_exactly(repo_root, data_ro
     assert "[full, seed 0] finished earlier" in said and "[no_ema, seed 0] resumed from" in said
     resumed = json.loads((cut / "ablation.json").read_text())["variants"]
     for a, b in zip(whole, resumed):
-        assert a["train_loss"] == b["train_loss"] and a["test_accuracy"] == b["test_accuracy"], (a, b)
+        assert a["train_loss"] == b["train_loss"] and a["val_accuracy"] == b["val_accuracy"], (a, b)
     with pytest.raises(A.UserError, match="other settings"):   # same recipe, other data: not resumable
         A.main([f if f != "8" else "9" for f in flags] + ["--out", str(cut), "--resume"])
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_ablation_validation_split_is_balanced_and_disjoint(order):
+    """The JPEG copy loads sorted by class (the last images would all be trucks), the pickles mixed: either
+    way the split takes the last V of every class and the training subset the first K, never the same image."""
+    from problems.common.cli import UserError
+    from problems.p3.ablation import held_out, validation_split
+    from scratchnet.data.cifar import CifarData
+    labels = np.repeat(np.arange(10), 20)
+    if order == "shuffled":
+        labels = np.random.default_rng(0).permutation(labels)
+    train, val = validation_split(labels, 5, 4)
+    assert not set(train) & set(val)
+    assert np.bincount(labels[train], minlength=10).tolist() == [5] * 10
+    assert np.bincount(labels[val], minlength=10).tolist() == [4] * 10
+    for c in range(10):      # the last 4 of each class validate, the first 5 train
+        idx = np.flatnonzero(labels == c)
+        assert set(val) >= set(idx[-4:]) and set(train) >= set(idx[:5])
+    with pytest.raises(UserError, match="fewer than 17 to train on plus 4"):
+        validation_split(labels, 17, 4)
+    x = np.arange(200, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    data = CifarData(x, labels, x[:7], labels[:7], tuple("abcdefghij"), "test data", Path("."))
+    split = held_out(data, 5, 4)
+    assert len(split.train_y) == 50 and len(split.test_y) == 40          # the test images are not used
+    assert not set(split.train_x[:, 0, 0, 0]) & set(split.test_x[:, 0, 0, 0])

@@ -107,3 +107,20 @@ def test_driver_redraws_the_recorded_control_and_trains_it_with_retrain(tmp_path
     assert "--from-recorded" not in argv and "--headline" in argv
     names = [j.name for j in jobs.plan(tmp_path / "results", retrain=True)]
     assert names.index("p3_both") < names.index("p3_bn_control")   # the diagonal cells come first
+
+
+def test_a_diverged_cell_is_recorded_with_the_epochs_it_finished(tmp_path, monkeypatch):
+    import numpy as np
+
+    from problems.p3 import bn_control, run
+    from scratchnet.io import save_npz
+    history = {"train_loss": [2.0, 1.8], "test_loss": [1.9, 1.7], "test_accuracy": [0.3, 0.35]}
+    save_npz(tmp_path / "checkpoint.npz", {"meta": np.array(json.dumps({"epoch": 2, "history": history}))})
+
+    def diverge(*args, **kwargs):
+        raise run.Diverged("training diverged at epoch 3, step 258 (loss nan); lower --lr")
+    monkeypatch.setattr(run, "train", diverge)
+    cell = bn_control.train_cell("small", 0.2, None, None, tmp_path, False, None)
+    assert cell.diverged == "epoch 3, step 258" and cell.final_test_error is None
+    assert cell.train_loss == [2.0, 1.8] and cell.test_accuracy == [0.3, 0.35]
+    assert bn_control.completed_history(tmp_path / "nowhere") == {}

@@ -136,3 +136,66 @@ def test_torch_reference_backend_runs_through_the_script(repo_root, tmp_path):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["backend"] == "torch" and res["device"] in ("cpu", "cuda") and len(res["test_accuracy"]) == 1
     assert (tmp_path / "out" / "filters.png").is_file()
+
+
+def test_stop_after_keeps_the_full_schedule_and_the_twin_check_compares_those_epochs(repo_root, tmp_path):
+    """--stop-after K: the first K epochs equal those of a run over the whole schedule (same learning rates,
+    batches), the results say it stopped; the twin check pairs a scratchnet run with a PyTorch one."""
+    from cifar_helpers import make_pickles
+    make_pickles(tmp_path / "data", n_per_batch=16, n_test=20)
+    common = ["--model", "small", "--epochs", "3", "--batch-size", "16", "--data-dir", str(tmp_path / "data"),
+              "--no-progress"]
+    assert run_script(*common, "--out", str(tmp_path / "whole"), cwd=repo_root).returncode == 0
+    r = run_script(*common, "--stop-after", "2", "--out", str(tmp_path / "part"), cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    part = json.loads((tmp_path / "part" / "results.json").read_text())
+    assert part["stopped_after"] == 2 and part["epochs"] == 3 and part["hyperparameters"]["epochs"] == 3
+    assert "stopped_after" not in whole
+    assert part["train_loss"] == whole["train_loss"][:2] and part["test_accuracy"] == whole["test_accuracy"][:2]
+    r = run_script(*common, "--backend", "torch", "--stop-after", "2", "--out", str(tmp_path / "torch"), cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    check = subprocess.run([sys.executable, "problems/p3_twin_check.py", "--pair",
+                            str(tmp_path / "whole" / "results.json"), str(tmp_path / "torch" / "results.json"),
+                            "--out", str(tmp_path / "check")],
+                           capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert check.returncode == 0, check.stderr
+    res = json.loads((tmp_path / "check" / "results.json").read_text())
+    (m,) = res["models"]
+    assert m["model"] == "small" and m["schedule_epochs"] == 3 and [e["epoch"] for e in m["epochs"]] == [1, 2]
+    assert m["epochs"][1]["scratchnet_test_accuracy"] == whole["test_accuracy"][1]
+    assert "first 2 epochs of the 3-epoch schedule" in res["discussion"][1]
+    # a committed check re-read: same numbers, marked as recorded
+    again = subprocess.run([sys.executable, "problems/p3_twin_check.py", "--from-recorded",
+                            str(tmp_path / "check" / "results.json"), "--out", str(tmp_path / "again")],
+                           capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert again.returncode == 0, again.stderr
+    redrawn = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert redrawn["models"] == res["models"] and redrawn["recorded_from"]
+    # runs that are not twins are refused in one line: another recipe, or two scratchnet runs
+    other = run_script(*common, "--lr", "0.05", "--backend", "torch", "--stop-after", "1",
+                       "--out", str(tmp_path / "other"), cwd=repo_root)
+    assert other.returncode == 0, other.stderr
+    for pair, needle in (([tmp_path / "whole", tmp_path / "other"], "the recipes differ in lr (0.02 vs 0.05)"),
+                         ([tmp_path / "whole", tmp_path / "part"], "is the PyTorch twin's")):
+        bad = subprocess.run([sys.executable, "problems/p3_twin_check.py", "--pair",
+                              *[str(p / "results.json") for p in pair], "--out", str(tmp_path / "bad")],
+                             capture_output=True, text=True, cwd=repo_root, timeout=600)
+        assert bad.returncode == 2 and needle in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--epochs", "2", "--stop-after", "3"], "more than the schedule's 2 epochs"),
+    (["--model", "small", "--eval-only", "--weights", "weights/p3_small.npz", "--stop-after", "1"],
+     "--stop-after belongs to training"),
+])
+def test_stop_after_bad_input(repo_root, tmp_path, args, needle):
+    r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_twin_check_needs_pairs_or_a_recording(repo_root, tmp_path):
+    for args, needle in (([], "give --pair"), (["--from-recorded", str(tmp_path / "nope.json")], "does not exist")):
+        r = subprocess.run([sys.executable, "problems/p3_twin_check.py", *args, "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, cwd=repo_root, timeout=600)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr

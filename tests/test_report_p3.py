@@ -44,8 +44,8 @@ def tiny_runs(tmp_path_factory):
     _script("problems/p3_small_cnn.py", "--model", "better", *flags, "--out", str(root / "better"))
     _script("problems/p3_small_cnn.py", "--compare", str(root / "small" / "results.json"),
             str(root / "small" / "results.json"), "--out", str(root / "cmp"))
-    _script("problems/p3_better_ablation.py", "--variants", "full", "--limit-per-class", "8", *flags,
-            "--out", str(root / "ablation"))
+    _script("problems/p3_better_ablation.py", "--variants", "full", "--limit-per-class", "2", "--val-per-class",
+            "1", "--seeds", "1", *flags, "--out", str(root / "ablation"))
     return root
 
 
@@ -102,7 +102,7 @@ def test_bn_sentence_says_which_loss_is_lower():
     small = fixture.result("small", [2.0, 1.0], [0.4, 0.5])
     bn = fixture.result("small_bn", [1.5, 1.2], [0.5, 0.6])
     s = p3_bn_sentence(small, bn)
-    assert "1.200, higher than the plain network's 1.000" in s and "+10.0 percentage points" in s
+    assert "1.200, higher than the plain network's 1.000" in s and "+10.00 percentage points" in s
     assert p3_bn_sentence(None, bn) is None
 
 
@@ -132,3 +132,185 @@ def test_part3_shows_single_view_beside_tta_and_eval_measures_both(tmp_path, tin
         r = P3Result.read(tmp_path / model / "results.json")
         assert (r.final_test_accuracy_without_tta is not None) == with_views
         assert r.evaluated and 0 <= r.final_test_accuracy <= 1
+
+
+# ------------------------------------------------------------------------------------------- generated text
+def _p3_text(tmp_path, change=None) -> str:
+    """The P3 section's text (tags stripped) built from the fixture results, after change(results root)."""
+    fixture.write(tmp_path / "results")
+    if change:
+        change(tmp_path / "results")
+    text = built_html(tmp_path / "results", tmp_path / "out")
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text.split('id="p3"')[1].split('id="p4"')[0]))
+
+
+def test_curve_text_follows_the_last_epochs():
+    from problems.p3.result import curve_sentences
+    rising = fixture.result("small", [2.0, 1.8, 1.6, 1.4, 1.2], [0.40, 0.50, 0.55, 0.60, 0.66])
+    s = curve_sentences(rising)
+    assert "flattened" not in s and "+16.00 points" in s and "before the curve flattens" in s
+    flat = fixture.result("small", [2.0, 1.8, 1.6, 1.4, 1.2], [0.40, 0.655, 0.658, 0.66, 0.662])
+    assert "had flattened" in curve_sentences(flat) and "+0.70 points" in curve_sentences(flat)
+    # part 3's last epoch is read single-view, like the earlier epochs: the TTA jump is not a rise
+    tta = fixture.result("better", [1.2, 1.1, 1.0, 0.9, 0.8], [0.80, 0.85, 0.851, 0.852, 0.90],
+                         final_test_accuracy_without_tta=0.855)
+    assert "had flattened" in curve_sentences(tta) and "single-view" in curve_sentences(tta)
+    stopped = fixture.result("small", [2.0, 1.5], [0.40, 0.50], epochs=15, stopped_after=2)
+    assert "stopped after 2 epochs of its 15-epoch schedule" in curve_sentences(stopped)
+
+
+def test_augmentation_text_reads_the_train_test_gap():
+    from problems.p3.result import augmentation_sentence
+    close = fixture.result("small", [1.0], [0.70], train_accuracy=[0.71])
+    assert "1.00 points apart, no sign of overfitting" in augmentation_sentence(close)
+    assert "does not even fit its training images" in augmentation_sentence(close)
+    wide = fixture.result("small", [1.0], [0.70], train_accuracy=[0.95])
+    s = augmentation_sentence(wide)
+    assert "a gap of 25.00 points" in s and "no sign of overfitting" not in s and "does not even fit" not in s
+
+
+def test_hyper_argument_compares_the_two_learning_rates():
+    from problems.p3.result import hyper_argument
+    small = fixture.result("small", [1.0], [0.7])
+    bn = fixture.result("small_bn", [1.0], [0.7])
+    bn.hyperparameters.lr = 0.2
+    text = " ".join(hyper_argument(small, bn))
+    assert "10 times smaller than the batch-norm network's 0.2" in text and "the smaller rate" in text
+    assert "3 of 15 epochs" not in text and "(0.2 of 1 epochs)" in text        # warm-up read from the recipe
+    same = " ".join(hyper_argument(small, fixture.result("small_bn", [1.0], [0.7])))
+    assert "the same as the batch-norm network's" in same and "the smaller rate" not in same
+    assert hyper_argument(fixture.better(), None) == []                        # part 3 has its rationale list
+
+
+def test_loss_floor_is_the_smoothed_targets_entropy():
+    import math
+
+    from problems.p3.result import loss_floor, smoothing_floor
+    q = 1 - 0.2 + 0.02
+    assert smoothing_floor(0.2) == pytest.approx(-(q * math.log(q) + 9 * 0.02 * math.log(0.02)))
+    assert smoothing_floor(0.0) == 0.0
+    better = fixture.better()
+    better.hyperparameters.label_smoothing, better.hyperparameters.ema_decay, better.hyperparameters.tta = 0.2, 0.98, 2
+    s = loss_floor(better)
+    assert "0.867 nats" in s and "0.82 on the true class" in s and "6 test-time views" in s
+    assert "moving average of the weights" in s and f"{0.8 - smoothing_floor(0.2):.3f} nats" in s
+    assert loss_floor(fixture.result("small", [1.0], [0.7])) is None        # no smoothing: no floor to explain
+
+
+def test_filter_comparison_follows_the_measured_roughness():
+    from problems.p3.result import filters_comparison
+    plain = fixture.result("small", [1.0], [0.7], filter_stats=fixture.filter_stats(0.7, 4, 0.76))
+    bn = fixture.result("small_bn", [1.0], [0.7], filter_stats=fixture.filter_stats(0.25, 36, 0.16))
+    bn.hyperparameters.lr = 0.2
+    s = filters_comparison(plain, bn)
+    assert s.startswith("The batch-norm network's filters are smoother") and "0.25 against 0.70" in s
+    assert "peak learning rate (0.02 against 0.2)" in s and "does not say which" in s
+    flipped = filters_comparison(bn, plain)          # the rougher filters now belong to the batch-norm run
+    assert flipped.startswith("The plain network's filters are smoother")
+    even = fixture.result("small_bn", [1.0], [0.7], filter_stats=fixture.filter_stats(0.65, 4))
+    s = filters_comparison(plain, even)
+    assert "about equally smooth" in s and "otherwise identical, so the difference is batch normalisation's" in s
+    assert filters_comparison(plain, fixture.result("small_bn", [1.0], [0.7])) is None   # not measured
+
+
+def test_filter_stats_measure_colour_smoothness_and_distance_from_init():
+    import numpy as np
+
+    from problems.p3.result import filter_stats
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((11, 11, 3, 64))
+    st = filter_stats(noise, init_hwio=noise)
+    assert st.roughness_median == pytest.approx(1.0, abs=0.15)
+    assert st.colour_share_median == pytest.approx(2 / 3, abs=0.1)
+    assert st.init_cosine_median == pytest.approx(1.0) and st.smooth_filters < 5
+    yy, xx = np.mgrid[-5:6, -5:6]
+    blob = np.exp(-(xx ** 2 + yy ** 2) / 8.0)[:, :, None, None] * np.ones((1, 1, 3, 64))   # grey and smooth
+    st = filter_stats(blob * rng.uniform(0.5, 2, 64), init_hwio=noise)
+    assert st.grey_filters == 64 and st.colour_filters == 0 and st.smooth_filters == 64
+    assert st.roughness_median < 0.1 and abs(st.init_cosine_median) < 0.2
+    # the committed whitening filters: 12 eigenvectors (the negated half left out), brightness first
+    from scratchnet.io import load_npz
+    st = filter_stats(load_npz(REPO / "weights" / "p3_better.npz")["whiten.weight"], fixed=True)
+    assert st.n_filters == 12 and st.first_one_sign and st.grey_filters + st.colour_filters == 12
+    assert st.norm_max > 10 * st.norm_min
+
+
+def test_report_shows_the_filter_measurements_and_the_whitening_caption(tmp_path):
+    import numpy as np
+
+    from problems.p3.result import filter_stats
+    def whitening(root):
+        r = P3Result.read(root / "p3" / "better" / "results.json")
+        w = np.random.default_rng(0).standard_normal((2, 2, 3, 12))
+        r.filter_stats = filter_stats(np.concatenate([w, -w], axis=3), fixed=True)
+        r.write(root / "p3" / "better" / "results.json")
+    p3 = _p3_text(tmp_path, whitening)
+    assert "Part 1 (small CNN): all 64 first-layer 11x11 filters as trained" in p3 and "Median roughness 0.70" in p3
+    assert "The batch-norm network's filters are smoother than the plain network's" in p3
+    assert "which are fixed, not learned" in p3 and "their negations (bottom row)" in p3
+    assert "typically show oriented edges" not in p3 and "trained 11x11" not in p3.split("Part 3: a better")[1]
+
+
+def test_twin_check_table_and_text(tmp_path):
+    p3 = _p3_text(tmp_path)
+    assert "part 1 (plain) 1 40.00% 41.00% +1.00" in p3 and "part 2 (batch norm) 2 55.00% 54.50% -0.50" in p3
+    assert "first 3 epochs of the 15-epoch schedule" in p3 and "Within 2 points at every epoch compared" in p3
+    from problems.p3.twin_check import discussion
+    far = fixture.twin_check((0.01, 0.03, -0.025))
+    text = " ".join(discussion(far.models))
+    assert "More than 2 points apart after epochs 2, 3" in text and "train this network alike" not in text
+    assert "at most 3.00 points (epoch 2)" in text and "PyTorch is ahead after 2 of 3 epochs" in text
+
+
+def test_twin_check_missing_is_the_standard_box(tmp_path):
+    import shutil
+    p3 = _p3_text(tmp_path, lambda root: shutil.rmtree(root / "p3" / "twin_check"))
+    assert "Not yet produced: the PyTorch twin's cross-check of parts 1 and 2" in p3
+    assert "p3_twin_check.py" in p3 and "Broken" not in p3 and "Controlled comparison" in p3
+
+
+def test_ablation_shown_only_when_scored_on_the_validation_split(tmp_path):
+    p3 = _p3_text(tmp_path)
+    assert "validation accuracy (mean of seeds)" in p3 and "no EMA 60.50% 2 1.00 60.00%, 61.00%" in p3
+    assert "more than the seed-to-seed range" in p3 and "Dirac init matters most" not in p3
+
+    def old(root):         # an ablation from before the validation split: scored on test images
+        r = P3Result.read(root / "p3" / "better" / "results.json")
+        r.ablation_evaluated_on = None
+        r.write(root / "p3" / "better" / "results.json")
+    p3 = _p3_text(tmp_path / "old", old)
+    assert "scored on test images, so it is not shown" in p3 and "validation accuracy (mean" not in p3
+    assert "60.50%" not in p3
+
+
+def test_ablation_sentences_judge_differences_against_the_seed_range():
+    from problems.p3.result import ablation_sentences
+    rows = fixture.validation_ablation(variant_accs=(0.702, 0.712))
+    text = " ".join(ablation_sentences(rows, "tiny", "validation"))
+    assert "mean of 2 seeds (range 1.00 points)" in text and "not told apart from noise" in text
+    one = [r for r in fixture.validation_ablation()]
+    one[0].seeds, one[0].spread, one[0].per_seed = 1, None, [0.70]
+    text = " ".join(ablation_sentences(one, "tiny", "validation"))
+    assert "with one seed, so no seed-to-seed range" in text and "noise" not in text.split("range is measured")[1]
+
+
+def test_old_test_set_ablation_file_reads_back_as_test(tmp_path):
+    from problems.p3.result import ablation_rows
+    rows = ablation_rows(REPO / "weights" / "p3_better_ablation.json")
+    assert rows["ablation_evaluated_on"] is None and rows["ablation"][0]["seeds"] == 2
+    assert "test_accuracy" in rows["ablation"][0] and "validation_accuracy" not in rows["ablation"][0]
+    assert "60.86% test accuracy" in rows["ablation_discussion"]
+
+
+def test_plan_redraws_the_recorded_twin_check_and_retrain_recomputes_it(tmp_path):
+    from jobs import P3_TWIN_CHECK, P3_TWIN_EPOCHS, plan
+    default = {j.name: j for j in plan(tmp_path / "res", repo=tmp_path)}          # nothing committed there
+    twin = default["p3_twin_check"]
+    assert twin.argv[:3] == ["problems/p3_twin_check.py", "--from-recorded", P3_TWIN_CHECK]
+    assert "is not committed yet" in twin.skip and "p3_twin" not in default
+    retrain = {j.name: j for j in plan(tmp_path / "res", retrain=True, repo=tmp_path)}
+    assert retrain["p3_twin"].argv[retrain["p3_twin"].argv.index("--stop-after") + 1] == str(P3_TWIN_EPOCHS)
+    assert "torch" in retrain["p3_twin"].argv and retrain["p3_twin_check"].argv.count("--pair") == 2
+    assert len(retrain["p3_twin_check"].needs) == 4 and retrain["p3_twin_check"].produces == ["p3_twin_check"]
+    names = list(retrain)
+    assert names.index("p3_both") < names.index("p3_twin") < names.index("p3_twin_check")

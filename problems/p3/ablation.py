@@ -1,11 +1,19 @@
 """Part 3's ablation: the better net's recipe with one trick removed per variant, each trained for the same
-short budget on the same subset with the same seed (problems/p3/ablation_cli.py reads the flags)."""
+short budget on the same subset with the same seeds (problems/p3/ablation_cli.py reads the flags).
+
+Every run is scored on a validation split held out of the training set, never on the test set: choosing the
+recipe's parts by test accuracy would tune the recipe to the test images the final accuracy is read from.
+The split is the last V training images of each class (the JPEG copy loads sorted by class, so the last
+V * 10 images would all be trucks), the ablation's training subset the first K of each class; K + V must
+not exceed a class's images, so the two never share an image."""
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+
+import numpy as np
 
 from problems.common.cli import UserError, command_line
 from problems.common.result import ResultError
@@ -26,6 +34,43 @@ VARIANTS = {
     "no_logit_scale": ("the 1/9 factor on the logits", {}, {"logit_scale": 1.0}),
 }
 DEFAULT_VARIANTS = ("full", "no_whitening", "no_dirac", "no_label_smoothing", "no_ema", "random_flip")
+TRAIN_PER_CLASS, VAL_PER_CLASS = 500, 500
+
+
+def evaluated_on(val_per_class: int) -> str:
+    """ablation.json's `evaluated_on`: the split every accuracy is measured on."""
+    return f"validation split (last {val_per_class} training images per class)"
+
+
+def validation_split(labels, train_per_class: int, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, validation indices) into the training set: per class the first `train_per_class`
+    images train and the last `val_per_class` validate, so both are balanced and never overlap; UserError
+    when a class has too few images for both."""
+    labels = np.asarray(labels)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if train_per_class + val_per_class > len(idx):
+            raise UserError(f"class {c} has {len(idx)} training images, fewer than {train_per_class} to train on "
+                            f"plus {val_per_class} to validate on; lower --limit-per-class or --val-per-class")
+        train.append(idx[:train_per_class])
+        val.append(idx[len(idx) - val_per_class:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def held_out(data, train_per_class: int, val_per_class: int):
+    """The data the ablation's runs see: its training subset as the training split and the validation images
+    in the place of the test split (which the loop scores after every epoch); the test images are dropped."""
+    train, val = validation_split(data.train_y, train_per_class, val_per_class)
+    return replace(data, train_x=data.train_x[train], train_y=data.train_y[train], test_x=data.train_x[val],
+                   test_y=data.train_y[val], info={**data.info, "split": evaluated_on(val_per_class),
+                                                   "train_per_class": train_per_class})
+
+
+def describe(data) -> str:
+    """One line for the log and the run folders' settings: the validation split named as such."""
+    return (f"CIFAR-10 from {data.directory} ({data.source}): {len(data.train_y)} training images, "
+            f"{len(data.test_y)} validation images held out of the training set ({data.info.get('split')})")
 
 
 def variant_recipe(name: str, epochs: int, batch_size: int, lr: float, seed: int) -> Recipe:
@@ -52,7 +97,7 @@ def run_variant(data, name: str, seed: int, out: Path, backend: str = "numpy", e
     recipe = variant_recipe(name, epochs, batch_size, lr, seed)
     run_dir = out / "runs" / f"{name}_seed{seed}"
     settings = json.loads(json.dumps({"config": recipe.flat(), "model_options": model_options,
-                                      "backend": backend, "data": data.describe()}))  # as the JSON holds it
+                                      "backend": backend, "data": describe(data)}))  # as the JSON holds it
     done, settings_file = run_dir / "run.json", run_dir / "settings.json"
     if resume and settings_file.is_file():
         try:
@@ -77,14 +122,15 @@ def run_variant(data, name: str, seed: int, out: Path, backend: str = "numpy", e
     except FloatingPointError as e:
         log(str(e))
         result = AblationRun(variant=name, seed=seed, removed=removed, diverged=True, error=str(e),
-                             final_test_accuracy=None, seconds=time.perf_counter() - t0)
+                             seconds=time.perf_counter() - t0)
     except ValueError as e:  # a checkpoint made with other settings
         raise UserError(str(e)) from None
     else:
+        # the loop's "test" split is the validation split here (held_out)
         result = AblationRun(variant=name, seed=seed, removed=removed, diverged=False,
-                             final_test_accuracy=history["test_accuracy"][-1],
-                             final_test_accuracy_without_tta=history["final_test_accuracy_without_tta"],
-                             test_accuracy=history["test_accuracy"], train_loss=history["train_loss"],
+                             final_val_accuracy=history["test_accuracy"][-1],
+                             final_val_accuracy_without_tta=history["final_test_accuracy_without_tta"],
+                             val_accuracy=history["test_accuracy"], train_loss=history["train_loss"],
                              seconds=sum(history["epoch_seconds"]),  # all epochs, also those before a resume
                              config_overrides=config_overrides, model_options=model_options)
     result.write(done)
@@ -95,17 +141,22 @@ def run_variant(data, name: str, seed: int, out: Path, backend: str = "numpy", e
 
 
 def run(data, variants, out: Path, backend: str = "numpy", epochs: int = 4, batch_size: int = 256, lr: float = 0.4,
-        seed: int = 0, seeds: int = 1, resume: bool = False, progress: bool = True) -> AblationResult:
-    """Every variant (the full recipe with `seeds` seeds from `seed` on, the others with `seed`); the
-    result without its figure (ablation_cli draws it)."""
-    print(f"P3 ablation: {len(variants)} variants, {epochs} epochs each, {data.describe()}")
+        seed: int = 0, seeds: int = 2, resume: bool = False, progress: bool = True,
+        train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CLASS) -> AblationResult:
+    """Every variant with `seeds` seeds from `seed` on, trained on the first `train_per_class` training images
+    of each class and scored on the last `val_per_class` (held_out); the result without its figure
+    (ablation_cli draws it)."""
+    split = held_out(data, train_per_class, val_per_class)
+    print(f"P3 ablation: {len(variants)} variants x {seeds} seed(s), {epochs} epochs each, {describe(split)}")
     runs = []
     for name in variants:
-        for s in range(seed, seed + (seeds if name == "full" else 1)):
-            runs.append(run_variant(data, name, s, out, backend, epochs, batch_size, lr, resume, progress))
-    budget = (f"{epochs} epochs on {len(data.train_y)} training images, batch {batch_size}, "
-              f"peak lr {lr}, tested on {len(data.test_y)} images, {data.source}")
+        for s in range(seed, seed + seeds):
+            runs.append(run_variant(split, name, s, out, backend, epochs, batch_size, lr, resume, progress))
+    budget = (f"{epochs} epochs on {len(split.train_y)} training images (the first {train_per_class} of each "
+              f"class), batch {batch_size}, peak lr {lr}, scored on {len(split.test_y)} validation images (the last "
+              f"{val_per_class} training images of each class, never trained on), {data.source}")
     return AblationResult(problem="p3", part="better-net ablation", backend=backend, budget=budget, epochs=epochs,
-                          batch_size=batch_size, lr=lr, seed=seed, n_train=int(len(data.train_y)),
-                          n_test=int(len(data.test_y)), data_source=data.source, variants=runs,
-                          command=command_line(), figures={}, discussion=ablation_discussion(runs, budget))
+                          batch_size=batch_size, lr=lr, seed=seed, n_train=int(len(split.train_y)),
+                          n_validation=int(len(split.test_y)), evaluated_on=evaluated_on(val_per_class),
+                          data_source=data.source, variants=runs, command=command_line(), figures={},
+                          discussion=ablation_discussion(runs, budget, "validation"))

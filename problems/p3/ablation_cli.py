@@ -1,10 +1,14 @@
 """P3 part 3 ablation: what each trick of the better network's recipe is worth, measured with short runs.
 
-    python problems/p3_better_ablation.py [--variants full no_whitening ...] [--epochs 4]
-        [--limit-per-class 500] [--batch-size 256] [--lr 0.4] [--data-dir D] [--out DIR] [--seed S]
+    python problems/p3_better_ablation.py [--variants full no_whitening ...] [--epochs 4] [--seeds 2]
+        [--limit-per-class 500] [--val-per-class 500] [--batch-size 256] [--lr 0.4] [--data-dir D] [--out DIR]
+        [--seed S]
 
 Each variant is the full recipe (problems/p3_small_cnn.py --model better) with one trick removed,
-trained by scratchnet on the same subset with the same seed, for the same short budget:
+trained by scratchnet on the same subset with the same seeds, for the same short budget, and scored on a
+validation split held out of the training set (the last --val-per-class images of each class), never on
+the test set: the ablation chooses the recipe, so it must not look at the images the final accuracy is
+read from. The runs train on the first --limit-per-class images of each class, disjoint from the split.
 
     full                the recipe (its plain, single-view accuracy also measures test-time augmentation)
     no_whitening        first layer: He-initialised 2x2 conv, trained, instead of fixed patch whitening
@@ -14,9 +18,10 @@ trained by scratchnet on the same subset with the same seed, for the same short 
     random_flip         a coin flip per image and step instead of flips alternating between epochs
     no_logit_scale      no 1/9 factor on the logits
 
-Short runs on a subset rank the tricks for the early phase of training only, with one seed: read the
-differences against the seed-to-seed spread (`--seeds 2` repeats the full recipe with the next seed).
-Writes DIR/ablation.json (default results/p3/ablation/) with a `variants` list, a bar chart and a
+Short runs on a subset rank the tricks for the early phase of training only. Every variant runs with
+--seeds seeds (seed, seed+1, ...; default 2), and the table gives each variant's mean and range over them,
+so a difference can be read against the seed-to-seed range. Writes DIR/ablation.json (default
+results/p3/ablation/) with a `variants` list (one entry per run), `evaluated_on`, a bar chart and a
 discussion; `weights/p3_better_ablation.json` is a committed copy of one such run. Each run checkpoints
 every epoch under DIR/runs/<variant>_seed<S>/ (with its settings) and leaves run.json there when it
 finishes (the checkpoint is then deleted): after an interruption, the same command with --resume reuses the
@@ -30,7 +35,7 @@ from problems.common.cli import UserError, add_common_args, positive_float, posi
 from problems.common.downloads import add_download_flag
 from scratchnet import cpu
 
-from .ablation import DEFAULT_VARIANTS, VARIANTS
+from .ablation import DEFAULT_VARIANTS, TRAIN_PER_CLASS, VAL_PER_CLASS, VARIANTS
 
 
 def parse_args(argv):
@@ -39,14 +44,19 @@ def parse_args(argv):
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(DEFAULT_VARIANTS),
                    help=f"which runs (default: {' '.join(DEFAULT_VARIANTS)})")
     p.add_argument("--epochs", type=positive_int, default=4, help="epochs per run (default: 4)")
-    p.add_argument("--limit-per-class", type=positive_int, default=500,
-                   help="images per class in each split (default: 500, i.e. 5,000 train and 5,000 test)")
+    p.add_argument("--limit-per-class", type=positive_int, default=TRAIN_PER_CLASS,
+                   help=f"training images per class, the first of each class (default: {TRAIN_PER_CLASS}, "
+                        f"i.e. {10 * TRAIN_PER_CLASS:,})")
+    p.add_argument("--val-per-class", type=positive_int, default=VAL_PER_CLASS,
+                   help=f"validation images per class, the last of each class in the training set, never "
+                        f"trained on (default: {VAL_PER_CLASS}, i.e. {10 * VAL_PER_CLASS:,})")
     p.add_argument("--batch-size", type=positive_int, default=256,
                    help="default: 256 (half the recipe's 512, so a small subset still gives ~20 steps per epoch)")
     p.add_argument("--lr", type=positive_float, default=0.4,
                    help="peak learning rate (default: 0.4, the recipe's 0.8 scaled with the batch size)")
-    p.add_argument("--seeds", type=positive_int, default=1,
-                   help="repeat the full recipe with this many seeds (seed, seed+1, ...) to show the spread (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=2,
+                   help="run every variant with this many seeds (seed, seed+1, ...): each row is their mean, "
+                        "beside their range (default: 2)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the runs that finished in DIR/runs/ and continue an interrupted one from its "
                         "last epoch (same flags needed)")
@@ -68,17 +78,19 @@ def main(argv=None):
     else:
         cpu.tune()  # a run of scratchnet's CPU kernels: process-wide BLAS and malloc tuning (scratchnet.cpu)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = load_data(args.data_dir, download=args.download, limit_per_class=args.limit_per_class,
-                     progress=not args.no_progress)
-    if len(data.train_y) < args.batch_size:
-        raise UserError(f"--limit-per-class {args.limit_per_class} gives {len(data.train_y)} training images, "
+    n_train = 10 * args.limit_per_class
+    if n_train < args.batch_size:   # checked before the data loads: a bad budget costs no time
+        raise UserError(f"--limit-per-class {args.limit_per_class} gives {n_train} training images, "
                         f"fewer than one batch of {args.batch_size}; raise it or lower --batch-size")
+    data = load_data(args.data_dir, download=args.download, progress=not args.no_progress)  # the whole split
     result = ablation.run(data, args.variants, args.out, args.backend, args.epochs, args.batch_size, args.lr,
-                          args.seed, args.seeds, args.resume, progress=not args.no_progress)
+                          args.seed, args.seeds, args.resume, progress=not args.no_progress,
+                          train_per_class=args.limit_per_class, val_per_class=args.val_per_class)
     runs = result.variants
     labels = [f"{r.variant}" + (f" (seed {r.seed})" if r.seed != args.seed else "") for r in runs]
-    figure = plot_ablation(labels, [r.final_test_accuracy for r in runs], args.out / "ablation.png",
-                           title=f"Ablation: final test accuracy after {args.epochs} epochs")
+    figure = plot_ablation(labels, [r.accuracy for r in runs], args.out / "ablation.png",
+                           title=f"Ablation: final validation accuracy after {args.epochs} epochs",
+                           ylabel="validation accuracy")
     result.figures = {"ablation": figure.relative_to(args.out).as_posix()}
     result.write(args.out / "ablation.json")
     print(result.discussion)

@@ -174,11 +174,24 @@ def train_cell(model: str, lr: float, recipe, data, folder: Path, progress: bool
     except run.Diverged as e:
         where = str(e).split("diverged at ", 1)[-1].split(" (")[0]
         print(f"P3 control {model} at lr {fmt_g(lr)}: diverged ({where})")
-        return ControlCell(model=model, lr=lr, role="control run", diverged=where, train_loss=[], test_loss=[],
-                           test_accuracy=[], final_test_error=None, seconds=None,
+        done_epochs = completed_history(folder)  # the epochs before the divergence, from the last checkpoint
+        return ControlCell(model=model, lr=lr, role="control run", diverged=where,
+                           train_loss=done_epochs.get("train_loss", []), test_loss=done_epochs.get("test_loss", []),
+                           test_accuracy=done_epochs.get("test_accuracy", []), final_test_error=None, seconds=None,
                            results_file=portable_path(folder))
     write(folder, result, weights)
     return cell_from_result(result, "control run", done)
+
+
+def completed_history(folder: Path) -> dict:
+    """The per-epoch history saved in a run folder's checkpoint (scratchnet.train.save_checkpoint), or {}."""
+    import json
+
+    from scratchnet.io import load_npz
+    try:
+        return json.loads(str(load_npz(folder / "checkpoint.npz")["meta"]))["history"]
+    except Exception:  # no checkpoint (diverged in epoch 1) or an unreadable one: no curves to show
+        return {}
 
 
 def build(cells: list[ControlCell], recipe, data_source: str, recorded_from: str | None = None,
@@ -207,11 +220,12 @@ def draw(result: P3BNControl, out: Path) -> str:
         colour = colours.get((c.model, result.lrs.index(c.lr) if c.lr in result.lrs else 0), "grey")
         label = f"{'batch norm' if c.model == 'small_bn' else 'plain'}, lr {fmt_g(c.lr)}" + (f" (diverged, {c.diverged})" if c.diverged else "")
         epochs = range(1, len(c.train_loss) + 1)
-        if c.diverged or not c.train_loss:
+        if not c.train_loss:
             loss_ax.plot([], [], color=colour, label=label)
             continue
+        end = dict(marker="x", markevery=[len(c.train_loss) - 1], markersize=7) if c.diverged else {}
         loss_ax.plot(epochs, c.train_loss, color=colour, linestyle="--", linewidth=1.2)
-        loss_ax.plot(epochs, c.test_loss, color=colour, linewidth=1.6, label=label)
+        loss_ax.plot(epochs, c.test_loss, color=colour, linewidth=1.6, label=label, **end)
         err_ax.plot(epochs, [100 * (1 - a) for a in c.test_accuracy], color=colour, linewidth=1.6, marker="o",
                     markersize=2.5)
     loss_ax.plot([], [], color="black", linestyle="--", label="training loss (dashed)")

@@ -1,7 +1,7 @@
 """P3 parts 1-2: the small CIFAR-10 CNN and its batch-norm twin, trained by scratchnet.
 
     python problems/p3_small_cnn.py --backend numpy|cupy|torch --model small|small_bn|both
-        [--epochs N] [--batch-size B] [--lr LR] [--data-dir D] [--out DIR] [--seed S] [--resume]
+        [--epochs N] [--stop-after K] [--batch-size B] [--lr LR] [--data-dir D] [--out DIR] [--seed S] [--resume]
     python problems/p3_small_cnn.py --model small --eval-only --weights weights/p3_small.npz
     python problems/p3_small_cnn.py --compare A/results.json B/results.json [--out DIR]
 
@@ -10,6 +10,9 @@ with/without batch-norm loss plot. Per model it writes to DIR/<model>/ with --mo
 DIR defaults to results/p3), or to DIR itself for a single model:
 results.json, loss.png, filters.png (all 64 first-layer 11x11x3 filters, 4 x 16), weights.npz and a
 checkpoint after every epoch (--resume continues from it with identical results).
+--stop-after K ends a run after its first K epochs while the schedule still spans all of them, so those
+epochs match a full run's (the PyTorch twin's cross-check, problems/p3_twin_check.py); results.json records
+`stopped_after`, and --resume later finishes the run from its checkpoint.
 `--backend torch` trains the identical network in PyTorch on the same batches (on the GPU when PyTorch sees
 one, as --backend cupy would run; there in strict float32, no TF32, with deterministic cuDNN): a reference
 only. results.json records the device (cpu or cuda).
@@ -42,6 +45,8 @@ def parse_args(argv):
     p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
                    help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 12)")
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="K",
+                   help="stop after the first K epochs of the schedule, which still spans --epochs")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
@@ -73,6 +78,13 @@ def parse_args(argv):
         p.error("--ablation belongs to --model better (part 3)")
     if args.recorded_if_no_data and not args.eval_only:
         p.error("--recorded-if-no-data belongs to --eval-only")
+    if args.stop_after is not None and (args.eval_only or args.compare):
+        p.error("--stop-after belongs to training (not --eval-only or --compare)")
+    if args.stop_after is not None:
+        from .recipe import RECIPES
+        epochs = args.epochs or min(RECIPES[m]["epochs"] for m in (MODELS if args.model == "both" else (args.model,)))
+        if args.stop_after > epochs:
+            p.error(f"--stop-after {args.stop_after} is more than the schedule's {epochs} epochs")
     return args
 
 
@@ -161,9 +173,11 @@ def train_one(args, model: str, data) -> P3Result:
     from . import run
     out = out_dir_for(args, model)
     result, weights = run.train(model, args.backend, recipe_of(args, model), data, out, resume=args.resume,
-                                progress=not args.no_progress, ablation=args.ablation, data_dir=args.data_dir)
+                                progress=not args.no_progress, ablation=args.ablation, data_dir=args.data_dir,
+                                stop_after=args.stop_after)
     write(out, result, weights)
-    print(f"P3 {model}: final test accuracy {result.final_test_accuracy:.4f} "
+    stopped = f" (stopped after epoch {result.stopped_after} of {result.epochs})" if result.stopped_after else ""
+    print(f"P3 {model}: final test accuracy {result.final_test_accuracy:.4f}{stopped} "
           f"(error {result.final_test_error:.4f}) on {result.n_test} test images, {data.source}; "
           f"{result.seconds:.0f} s of training; results in {out / 'results.json'}")
     return result

@@ -94,15 +94,17 @@ def read_weights(path: Path) -> dict:
 
 
 def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: bool = False, progress: bool = True,
-          ablation: Path | None = None, data_dir: str | None = None) -> tuple[P3Result, dict]:
-    """Train `model` with `recipe` (checkpoints in `out`); (its result without figures, its weights)."""
+          ablation: Path | None = None, data_dir: str | None = None,
+          stop_after: int | None = None) -> tuple[P3Result, dict]:
+    """Train `model` with `recipe` (checkpoints in `out`); (its result without figures, its weights).
+    stop_after: end after that many epochs of the recipe's schedule (recorded as `stopped_after`)."""
     from dataclasses import asdict
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()  # before the learner: the better net's whitening filters are part of training
     learner = make_learner(model, backend, recipe, data)
     print(f"P3 {model}: {backend} backend, {data.describe()}")
     try:
-        history = recipe.fit(learner, data, out_dir=out, resume=resume, progress=progress)
+        history = recipe.fit(learner, data, out_dir=out, resume=resume, progress=progress, stop_after=stop_after)
     except ValueError as e:  # e.g. a checkpoint made with other settings
         raise UserError(str(e)) from None
     except FloatingPointError as e:  # the loss went inf/nan: the learning rate (or the data) is unusable
@@ -110,9 +112,12 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
     seconds = time.perf_counter() - t0
     hist = asdict(history)
     epochs, accuracy, seconds_all = recipe.train.epochs, hist["test_accuracy"][-1], sum(hist["epoch_seconds"])
+    weights = learner.weights()
+    ran = len(hist["train_loss"])
     fields = {
         "problem": "p3", "model": model, "backend": backend, "device": device_of(learner), "epochs": epochs,
-        **hist, "final_test_accuracy": accuracy, "final_test_error": 1 - accuracy,
+        **({"stopped_after": ran} if ran < epochs else {}), **hist,
+        "final_test_accuracy": accuracy, "final_test_error": 1 - accuracy,
         "seconds": seconds_all, "seconds_this_invocation": seconds, "command": command_line(),
         "hyperparameters": recipe.flat(), **recipe.describe(),
         "normalisation": "per-channel mean/std of the training set",
@@ -120,9 +125,26 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
         "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source,
         "data_dir": portable_path(data.directory, data_dir), "n_train": int(len(data.train_y)),
         "n_test": int(len(data.test_y)), "weights_file": "weights.npz", "layers": models.layer_table_for(model),
-        **(better_extras(ablation) if model == "better" else {}), "figures": {},
+        **(better_extras(ablation) if model == "better" else {}),
+        "filter_stats": measured_filters(model, weights, backend, recipe.train.seed), "figures": {},
         "discussion": discussion_for(model, accuracy, data.source, epochs, seconds_all, backend)}
-    return P3Result.from_json(fields), learner.weights()
+    return P3Result.from_json(fields), weights
+
+
+def measured_filters(model: str, weights: dict, trained_by: str | None, seed) -> dict:
+    """The first layer's FilterStats as JSON. For a scratchnet run the seed rebuilds the initial filters, so
+    their similarity to the trained ones is measured too; PyTorch's twin draws its own (not rebuilt)."""
+    from dataclasses import asdict
+
+    from scratchnet.backend import to_numpy
+
+    from .result import filter_stats
+    if model == "better":
+        return asdict(filter_stats(weights["whiten.weight"], fixed=True))
+    init = None
+    if trained_by in ("numpy", "cupy") and isinstance(seed, int) and not isinstance(seed, bool):
+        init = to_numpy(models.build(model, seed=seed).conv1.weight.data)
+    return asdict(filter_stats(weights["conv1.weight"], init_hwio=init))
 
 
 def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recipe, data=None,
@@ -164,6 +186,9 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
                                     f"({portable_text(no_data, data_dir)})")
     if model == "better":
         fields.update(better_extras(ablation))
+    recorded = trained.get("hyperparameters")
+    seed = recorded.get("seed") if isinstance(recorded, dict) else None   # the training run's, not this one's
+    fields["filter_stats"] = measured_filters(model, weights, trained.get("backend"), seed)
     fields.update(figures={}, discussion=discussion_for(
         model, fields["final_test_accuracy"], fields.get("data_source") or "", trained.get("epochs", 0),
         trained.get("seconds", 0.0), backend))

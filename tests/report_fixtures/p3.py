@@ -2,7 +2,7 @@
 trained run writes, written as the script writes them."""
 from pathlib import Path
 
-from problems.p3.result import AblationRow, Hyperparameters, LayerRow, P3Comparison, P3Result
+from problems.p3.result import AblationRow, FilterStats, Hyperparameters, LayerRow, P3Comparison, P3Result
 
 from .common import _png
 
@@ -36,10 +36,40 @@ def better() -> P3Result:
     """Part 3 with its extras: the rationale and the ablation table."""
     return result("better", [1.2, 0.8], [0.80, 0.9312], parameters=1971352, final_test_accuracy_without_tta=0.925,
                   rationale=["whitened first layer", "EMA of the weights"], design_notes="docs/p3_better.md",
-                  ablation=[AblationRow(variant="no EMA", test_accuracy=0.92, note="one run")],
-                  ablation_budget="4 epochs on 5000 images", ablation_discussion="Dirac init matters most.",
-                  ablation_file="weights/p3_better_ablation.json",
+                  ablation=validation_ablation(), ablation_budget="4 epochs on 5000 images",
+                  ablation_discussion="Dirac init matters most.", ablation_file="weights/p3_better_ablation.json",
+                  ablation_evaluated_on="validation split (last 500 training images per class)",
                   figures={"loss": "loss.png", "filters": "filters.png", "accuracy_vs_time": "accuracy_vs_time.png"})
+
+
+def validation_ablation(variant_accs=(0.60, 0.61), full_accs=(0.70, 0.71)) -> list:
+    """Ablation rows as ablation_rows makes them: the full recipe and one variant, two seeds each."""
+    def row(name, accs):
+        return AblationRow(variant=name, validation_accuracy=sum(accs) / len(accs), note=f"removed: {name}",
+                           seeds=len(accs), per_seed=list(accs), spread=max(accs) - min(accs))
+    return [row("full", full_accs), row("no EMA", variant_accs)]
+
+
+def filter_stats(roughness: float, grey: int, cosine: float | None = None) -> FilterStats:
+    """Measured 11x11 filters: `roughness` their median (1 noise, 0 flat), `grey` greyscale ones of 64."""
+    return FilterStats(fixed=False, n_filters=64, size=11, colour_share_median=0.3, colour_filters=64 - grey - 4,
+                       grey_filters=grey, roughness_median=roughness, smooth_filters=int(64 * (1 - roughness)),
+                       norm_min=0.8, norm_max=2.0, first_one_sign=False, init_cosine_median=cosine)
+
+
+def twin_check(torch_minus_scratchnet=(0.01, -0.005, 0.004)):
+    """The PyTorch cross-check of parts 1-2 over len(...) epochs, PyTorch ahead or behind by these amounts."""
+    from problems.p3.twin_check import P3TwinCheck, TwinEpoch, TwinModel, discussion
+    models = []
+    for model, base in (("small", 0.40), ("small_bn", 0.50)):
+        epochs = [TwinEpoch(epoch=i + 1, scratchnet_test_accuracy=base + 0.05 * i,
+                            torch_test_accuracy=base + 0.05 * i + d, scratchnet_test_loss=1.5 - 0.1 * i,
+                            torch_test_loss=1.5 - 0.1 * i) for i, d in enumerate(torch_minus_scratchnet)]
+        models.append(TwinModel(model=model, schedule_epochs=15, scratchnet_file=f"weights/p3_{model}.json",
+                                torch_file=f"results/p3/twin/{model}/results.json", torch_device="cpu",
+                                epochs=epochs))
+    return P3TwinCheck(problem="p3", part="PyTorch twin cross-check", data_source="JPEG copy (lossy)", n_train=50000,
+                       n_test=10000, models=models, command="problems/p3_twin_check.py", discussion=discussion(models))
 
 
 def comparison() -> P3Comparison:
@@ -72,8 +102,10 @@ def bn_control(plain_high_diverged: bool = False):
 def write(root: Path) -> None:
     """P3's results under root, as its script writes them (figures beside each JSON)."""
     p3 = root / "p3"
-    runs = {"small": result("small", [2.0, 1.5, 1.2], [0.40, 0.50, 0.55]),
-            "small_bn": result("small_bn", [1.6, 1.1, 0.9], [0.50, 0.60, 0.66]), "better": better()}
+    runs = {"small": result("small", [2.0, 1.5, 1.2], [0.40, 0.50, 0.55], filter_stats=filter_stats(0.7, 4, 0.76)),
+            "small_bn": result("small_bn", [1.6, 1.1, 0.9], [0.50, 0.60, 0.66],
+                               filter_stats=filter_stats(0.25, 36, 0.16)),
+            "better": better()}
     for model, r in runs.items():
         for name in r.figures.values():
             _png(p3 / model / name, *((96, 24) if name == "filters.png" else (60, 40) if name == "loss.png" else ()))
@@ -84,3 +116,4 @@ def write(root: Path) -> None:
     ctl = bn_control()
     _png(p3 / "bn_control" / "bn_control.png", 120, 50)
     ctl.write(p3 / "bn_control" / "results.json")
+    twin_check().write(p3 / "twin_check" / "results.json")
