@@ -11,8 +11,11 @@ machine's numpy float32 GEMM speed (measured here too, with all cores), in all a
 The two sides take turns (rounds of a few steps each), so machine-speed drift hits both alike; both use
 --threads threads (torch's intra-op pool; scratchnet.parallel's CPU kernels).
 Writes bench/results/train_step.json: [{net, batch, scratchnet_ms, torch_ms, ratio, conv_gemm_share, ...}].
-`better` is P3 part 3's network at its training batch (512): it has no PyTorch twin, so its row has
-scratchnet's time and per-op profile only (torch_ms and ratio are null).
+`better` is P3 part 3's network at its training batch (512), against its PyTorch twin
+(problems/p3/torch_reference.torch_twin: the same layers and weights, frozen whitening filters and batch-norm
+scales as buffers, tanh GELU), the twin that `problems/p3_small_cnn.py --model better --backend torch` trains.
+Like every row here, the step is plain cross-entropy SGD (no label smoothing or weight average), the same
+on both sides. Peak memory is not measured (no mechanism here for either side).
 Stride-1 3x3 convs run through Winograd F(4x4, 3x3) (scratchnet/kernels/winograd.py), which does 4x
 fewer multiply-adds than direct convolution; `scratchnet_im2col_ms` times the same step with every conv on
 im2col + GEMM (scratchnet.kernels.conv.WINOGRAD = False), in the same alternating rounds. FLOP/s figures
@@ -82,7 +85,7 @@ from bench.airbench import airbench_style  # noqa: E402
 NETS = {"small": (lambda seed: models.small_cnn(False, seed=seed), 128),
         "small_bn": (lambda seed: models.small_cnn(True, seed=seed), 128),
         "airbench": (lambda seed: airbench_style(seed=seed), 1024),
-        "better": (lambda seed: models.better_net(seed=seed), 512)}  # P3 part 3: profile only, no torch twin
+        "better": (lambda seed: models.better_net(seed=seed), 512)}  # P3 part 3, at its recipe's batch
 
 
 def bench_input(name, seed=0):
@@ -438,10 +441,9 @@ def main_gpu(args):
     rows = []
     for name in args.nets:
         net, batch, x, y = bench_input(name, args.seed)
-        steps = {}
-        if name != "better":  # the twins are built from the host weights, before the net moves to the GPU
-            steps["torch"] = sgd_step_torch(net, x, y, "cuda", tf32=False)
-            steps["torch_tf32"] = sgd_step_torch(net, x, y, "cuda", tf32=True)
+        # the twins are built from the host weights, before the net moves to the GPU
+        steps = {"torch": sgd_step_torch(net, x, y, "cuda", tf32=False),
+                 "torch_tf32": sgd_step_torch(net, x, y, "cuda", tf32=True)}
         net.to("cupy")
         steps = {"scratchnet": sgd_step_scratchnet(net, cp.asarray(x), cp.asarray(y)), **steps}
         ms = median_ms(steps, args.rounds, warmup=3, per_round=10, sync=sync)
@@ -492,7 +494,7 @@ def main():
     p.add_argument("--seed", type=seed_value, default=0, help="seed of the nets' weights and the random batch (default 0)")
     p.add_argument("--no-tune", action="store_true", help="leave the process untuned: no scratchnet.cpu.tune() "
                    "(BLAS held at one thread only inside scratchnet's threaded calls, glibc's default malloc)")
-    p.add_argument("--torch-alone", choices=[n for n in NETS if n != "better"], help="internal: time only "
+    p.add_argument("--torch-alone", choices=list(NETS), help="internal: time only "
                    "PyTorch's step for this net, --rounds timed steps, and print it as JSON")
     args = p.parse_args()
     if args.backend == "cupy":
@@ -521,9 +523,7 @@ def main():
         rounds = max(1, args.rounds if batch <= 256 else args.rounds // 2)
         sn_step = sgd_step_scratchnet(net, x, y)
         im2col_step = im2col_only(sgd_step_scratchnet(bench_input(name, args.seed)[0], x, y))  # its own copy of the net
-        steps = {"scratchnet": sn_step, "scratchnet_im2col": im2col_step}
-        if name != "better":
-            steps["torch"] = sgd_step_torch(net, x, y)
+        steps = {"scratchnet": sn_step, "scratchnet_im2col": im2col_step, "torch": sgd_step_torch(net, x, y)}
         ms = median_ms(steps, rounds)
         sn_ms, im2col_ms, torch_ms = ms["scratchnet"], ms["scratchnet_im2col"], ms.get("torch")
         per_op = profile_ops(sn_step)

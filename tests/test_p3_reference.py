@@ -219,3 +219,203 @@ def test_torch_and_scratchnet_agree(name):
     with torch.no_grad():
         ref = tm(tr.nhwc_to_nchw(x)).numpy()
     np.testing.assert_allclose(snet(Tensor(x)).data, ref, rtol=1e-3, atol=1e-4)
+
+
+# ------------------------------------------------------------------------- the better net's PyTorch twin
+
+def _better_net(dtype=np.float64, widths=(64, 256, 256), perturb=True, seed=0):
+    """Part 3's net in `dtype`, with whitening filters from random images; perturb: random head, biases and
+    running statistics, so every parameter gets a gradient (the zero head would zero the body's) and eval
+    mode uses non-trivial statistics."""
+    import scratchnet as sn
+    from problems.p3 import models
+    from scratchnet.init import patch_whitening_filters
+    rng = np.random.default_rng(seed)
+    with sn.backend.default_dtype_as(dtype):
+        net = models.better_net(patch_whitening_filters(rng.standard_normal((20, 32, 32, 3))), widths=widths)
+    if perturb:
+        net.fc.weight.data = rng.standard_normal(net.fc.weight.shape).astype(dtype)
+        for name, p in net.named_parameters():
+            if name.endswith("bias"):
+                p.data = 0.1 * rng.standard_normal(p.shape).astype(dtype)
+        for m in net.layers:
+            if hasattr(m, "running_mean"):
+                m.running_mean = 0.2 * rng.standard_normal(m.num_features).astype(dtype)
+                m.running_var = rng.uniform(0.5, 2.0, m.num_features).astype(dtype)
+    return net
+
+
+def _hwio(grad):
+    return tr._to_scratchnet_layout(grad.detach().numpy())
+
+
+def test_better_twin_mirrors_structure_frozen_weights_and_initial_weights():
+    """The twin of a fresh better net: same trained parameters (names, count), frozen filters and BN scale
+    as buffers, momentum 0.4 on both sides (same convention), tanh GELU, and identical initial weights."""
+    from scratchnet import nn as snn
+    net = _better_net(np.float32, perturb=False)
+    twin = tr.torch_twin(net)
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in net.named_parameters()]
+    assert sum(p.numel() for p in twin.parameters()) == net.num_parameters() == 1_971_352
+    assert not twin.whiten.weight.requires_grad and "whiten.weight" in dict(twin.named_buffers())
+    assert "block1_bn1.weight" not in twin.state_dict() and torch.all(twin.block1_bn1.weight == 1)
+    for name, m in twin.named_children():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert m.momentum == getattr(net, name).momentum == 0.4 and m.eps == getattr(net, name).eps
+    assert twin.act0.approximate == "tanh" and isinstance(net.act0, snn.GELU)
+    state, ref = tr.twin_state(twin), net.state_dict()
+    assert sorted(state) == sorted(ref)
+    for k in ref:
+        np.testing.assert_array_equal(state[k], ref[k], err_msg=k)
+    assert np.all(state["fc.weight"] == 0) and state["block2_conv2.weight"][1, 1, 0, 0] == 1.0
+    twin2 = tr.torch_twin(_better_net(np.float32, perturb=True, seed=1))
+    tr.load_twin_state(twin2, ref)
+    for k, v in tr.twin_state(twin2).items():
+        np.testing.assert_array_equal(v, ref[k], err_msg=k)
+    with pytest.raises(ValueError, match="missing keys.*whiten.weight"):
+        tr.load_twin_state(twin2, {k: v for k, v in ref.items() if k != "whiten.weight"})
+
+
+@pytest.mark.parametrize("batch,h,w", [(2, 32, 32), (3, 33, 35)])
+def test_better_twin_matches_logits_gradients_and_batch_norm_statistics(batch, h, w):
+    """float64: train-mode logits, the smoothed loss, every parameter's gradient and the running statistics
+    after the step's forward equal scratchnet's; then eval-mode logits too. 33x35 checks the floor pooling
+    (32x34 -> 16x17 -> 8x8 -> 4x4 -> 1x1)."""
+    from scratchnet import functional as F
+    from scratchnet.autograd import Tensor
+    net = _better_net()
+    twin = tr.torch_twin(net)
+    rng = np.random.default_rng(batch)
+    x, y = rng.standard_normal((batch, h, w, 3)), rng.integers(0, 10, batch)
+    net.train(), twin.train()
+    logits_s = net(Tensor(x))
+    loss_s = F.cross_entropy(logits_s, y, label_smoothing=0.2)
+    loss_s.backward()
+    logits_t = twin(tr.nhwc_to_nchw(x, dtype=torch.float64))
+    loss_t = torch.nn.functional.cross_entropy(logits_t, torch.as_tensor(y), label_smoothing=0.2)
+    loss_t.backward()
+    assert np.abs(logits_s.data).max() > 0.1  # the perturbed head gives real logits
+    np.testing.assert_allclose(logits_s.data, logits_t.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(float(loss_s.data), loss_t.item(), rtol=1e-11)
+    tparams = dict(twin.named_parameters())
+    for name, p in net.named_parameters():
+        g = _hwio(tparams[name].grad)
+        assert np.abs(g).max() > 0, name  # every parameter gets a gradient
+        np.testing.assert_allclose(p.grad, g, rtol=1e-8, atol=1e-10 * np.abs(g).max(), err_msg=name)
+    state, ref = tr.twin_state(twin), net.state_dict()  # the running statistics moved by momentum 0.4
+    for k in ref:
+        np.testing.assert_allclose(state[k], ref[k], rtol=1e-10, atol=1e-13, err_msg=k)
+    net.eval(), twin.eval()
+    with torch.no_grad():
+        ref_eval = twin(tr.nhwc_to_nchw(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(net(Tensor(x)).data, ref_eval, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(ref_eval, logits_t.detach().numpy())  # eval mode used the running statistics
+
+
+def test_better_learners_match_over_sgd_steps_with_ema_and_test_time_views():
+    """The recipe's optimizer (Nesterov SGD, coupled weight decay, label smoothing) and EMA (decay 0.98,
+    warm-up EMA_WARMUP) on both learners, float64: after three steps at different learning rates the live
+    weights, the running statistics, the averaged weights and the 6-view TTA logits are equal; a
+    checkpoint of the twin resumes to the same next step."""
+    from problems.p3.recipe import EMA_WARMUP, TTA_VIEWS, recipe_for
+    from scratchnet.train import ScratchnetLearner
+    cfg = recipe_for("better").train
+    assert cfg.label_smoothing == 0.2 and cfg.ema_decay == 0.98 and cfg.nesterov and cfg.weight_decay == 5e-4
+    net = _better_net(widths=(16, 32, 32))
+    fc0 = net.fc.weight.data.copy()
+    tl = tr.TorchLearner("better", cfg, "cpu", net=net, ema_warmup=EMA_WARMUP)  # copies the weights now
+    sl = ScratchnetLearner(net, cfg, "numpy", ema_warmup=EMA_WARMUP)
+    assert tl.dtype == torch.float64 and tl.num_parameters() == sl.num_parameters()
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((4, 32, 32, 3)), rng.integers(0, 10, 4)) for _ in range(4)]
+    for (x, y), lr in zip(batches[:3], (0.08, 0.4, 0.8)):
+        sl.set_lr(lr), tl.set_lr(lr)
+        (ls, cs), (lt, ct) = sl.train_step(x, y), tl.train_step(x, y)
+        np.testing.assert_allclose(ls, lt, rtol=1e-9)
+        assert cs == ct
+        if sl.optimizer.steps == 1:  # the warm-up decay after step 1: min(0.98, 2 / 11)
+            d = min(0.98, 2 / (EMA_WARMUP + 1))
+            np.testing.assert_allclose(tl.weights()["fc.weight"],
+                                       d * fc0 + (1 - d) * tr.twin_state(tl.model)["fc.weight"], rtol=1e-12)
+    live_s, live_t = sl.model.state_dict(), tr.twin_state(tl.model)
+    ema_s, ema_t = sl.weights(), tl.weights()
+    assert not np.allclose(ema_s["fc.weight"], live_s["fc.weight"])  # the average is not the live weights
+    for k in live_s:
+        np.testing.assert_allclose(live_t[k], live_s[k], rtol=1e-7, atol=1e-10, err_msg=k)
+        np.testing.assert_allclose(ema_t[k], ema_s[k], rtol=1e-7, atol=1e-10, err_msg=k)
+    x = batches[3][0]
+    np.testing.assert_allclose(tl.predict_logits(x, TTA_VIEWS[2]), sl.predict_logits(x, TTA_VIEWS[2]),
+                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(tr.twin_state(tl.model)["fc.weight"], live_s["fc.weight"], rtol=1e-7)  # swapped back
+    resumed = tr.TorchLearner("better", cfg, "cpu", net=_better_net(widths=(16, 32, 32), seed=5),
+                              ema_warmup=EMA_WARMUP)
+    resumed.load_state(tl.state())
+    x, y = batches[3]
+    for learner in (tl, resumed, sl):
+        learner.set_lr(0.5)
+        learner.train_step(x, y)
+    for k, v in sl.weights().items():
+        np.testing.assert_array_equal(resumed.weights()[k], tl.weights()[k], err_msg=k)
+        np.testing.assert_allclose(tl.weights()[k], v, rtol=1e-7, atol=1e-10, err_msg=k)
+
+
+def test_fit_with_the_better_recipe_is_the_same_run_on_both_backends(monkeypatch):
+    """The whole recipe through scratchnet.train.fit, float64, on a tiny random dataset: make_learner builds
+    both sides (whitening filters from the data, same seed), fit feeds them the same batches, reflect crops
+    and alternating flips (2 epochs, so each image's flip changes), the EMA weights evaluate, the last epoch
+    adds the 6 test-time views. The histories and the kept weights agree."""
+    import scratchnet as sn
+    from problems.p3.recipe import recipe_for
+    from problems.p3.run import make_learner
+    from scratchnet import train
+    from scratchnet.data import augment
+    from scratchnet.data.cifar import CifarData
+    monkeypatch.setattr(train, "normalize", lambda x, mean, std: augment.normalize(x, mean, std, np.float64))
+    rng = np.random.default_rng(0)
+    data = CifarData(rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 48),
+                     rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20),
+                     tuple("abcdefghij"), "random", None)
+    recipe = recipe_for("better", epochs=2, batch_size=16)
+    assert recipe.flip_mode == "alternating" and recipe.tta == 2
+    runs = {}
+    for backend in ("numpy", "torch"):
+        with sn.backend.default_dtype_as(np.float64):
+            learner = make_learner("better", backend, recipe, data, widths=(8, 16, 16))
+        history = recipe.fit(learner, data, progress=False, log=lambda *a: None)
+        runs[backend] = (history, learner.weights())
+    (hs, ws), (ht, wt) = runs["numpy"], runs["torch"]
+    np.testing.assert_allclose(ht.train_loss, hs.train_loss, rtol=1e-8)
+    np.testing.assert_allclose(ht.test_loss, hs.test_loss, rtol=1e-8)
+    assert ht.train_accuracy == hs.train_accuracy and ht.test_accuracy == hs.test_accuracy
+    assert hs.final_test_accuracy_without_tta is not None
+    assert ht.final_test_accuracy_without_tta == hs.final_test_accuracy_without_tta
+    assert sorted(wt) == sorted(ws)
+    for k in ws:
+        np.testing.assert_allclose(wt[k], ws[k], rtol=1e-7, atol=1e-10, err_msg=k)
+
+
+def test_script_trains_the_better_twin_and_writes_results(repo_root, tmp_path):
+    """`--model better --backend torch` runs one epoch on a tiny generated CIFAR-10 and records the run as
+    the twin's, with the recipe's settings and weights that load into scratchnet's better net."""
+    import json
+    import subprocess
+    import sys
+
+    from problems.p3 import models
+    from scratchnet.io import load_npz
+    make_pickles(tmp_path / "data", n_per_batch=16, n_test=20)
+    r = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--model", "better", "--backend", "torch",
+                        "--epochs", "1", "--batch-size", "16", "--data-dir", str(tmp_path / "data"),
+                        "--out", str(tmp_path / "out"), "--no-progress"],
+                       capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["backend"] == "torch" and res["model"] == "better" and res["device"] in ("cpu", "cuda")
+    assert len(res["test_accuracy"]) == 1 and res["final_test_accuracy_without_tta"] is not None
+    hp = res["hyperparameters"]
+    assert (hp["flip_mode"], hp["tta"], hp["ema_decay"], hp["label_smoothing"]) == ("alternating", 2, 0.98, 0.2)
+    assert res["parameters"] == 1_971_352
+    weights = load_npz(tmp_path / "out" / "weights.npz")
+    net = models.better_net()
+    net.load_state_dict(weights, strict=True)
+    assert np.abs(weights["whiten.weight"]).max() > 0  # the whitening filters computed from the data

@@ -15,7 +15,9 @@ epochs match a full run's (the PyTorch twin's cross-check, problems/p3_twin_chec
 `stopped_after`, and --resume later finishes the run from its checkpoint.
 `--backend torch` trains the identical network in PyTorch on the same batches (on the GPU when PyTorch sees
 one, as --backend cupy would run; there in strict float32, no TF32, with deterministic cuDNN): a reference
-only. results.json records the device (cpu or cuda).
+only. results.json records the device (cpu or cuda). For --model better the twin is built from the
+scratchnet net itself (same whitening filters and initial weights) and trains with the same recipe: label
+smoothing, the weight average (EMA) for evaluation, alternating flips and the final test-time views.
 """
 from __future__ import annotations
 
@@ -156,12 +158,10 @@ def write(out: Path, result: P3Result, weights: dict, save_weights: bool = True)
 def check_inputs(args) -> None:
     """Every check that needs no data, before the data is loaded: bad input fails in a second."""
     from .result import read_companion
-    from .run import better_extras, make_learner, read_weights
+    from .run import better_extras, read_weights
     if args.backend == "cupy":
         from scratchnet.backend import array_module
         array_module("cupy")
-    if args.backend == "torch" and args.model == "better":
-        make_learner("better", "torch", None)  # raises the one-line error
     if args.eval_only:
         read_weights(args.weights)
         read_companion(args.weights.with_suffix(".json"))

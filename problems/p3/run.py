@@ -38,15 +38,16 @@ def device_of(learner) -> str:
     return "cpu" if learner.backend == "numpy" else "cuda"
 
 
-def make_learner(model: str, backend: str, recipe: Recipe | None, data=None, **model_options):
-    """The scratchnet network (numpy/cupy) or its PyTorch reference twin, behind one learner interface."""
-    if backend == "torch":
-        if model == "better":
-            raise UserError("--backend torch has the part 1-2 networks only; use --backend numpy or cupy for better")
-        from .torch_reference import TorchLearner, default_device
-        return TorchLearner(model, recipe.train, device=default_device())
-    from scratchnet.train import ScratchnetLearner
+def make_learner(model: str, backend: str, recipe: Recipe, data=None, **model_options):
+    """The scratchnet network (numpy/cupy) or its PyTorch reference twin, behind one learner interface.
+
+    small/small_bn on torch: torch builds and initialises the net (same scheme). better on torch: the
+    scratchnet net is built exactly as for numpy (whitening filters from the training images, Dirac convs,
+    zero head, the same seed) and the twin mirrors it, weights included, so both start identical."""
     config = recipe.train
+    if backend == "torch" and model != "better":
+        from .torch_reference import TorchLearner, default_device
+        return TorchLearner(model, config, device=default_device(), ema_warmup=EMA_WARMUP)
     whitening = None
     if model == "better":
         use_whitening = model_options.pop("whitening", True)  # False: the ablation's He-init first layer
@@ -56,6 +57,13 @@ def make_learner(model: str, backend: str, recipe: Recipe | None, data=None, **m
             mean, std = channel_stats(data.train_x)
             whitening = patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed)
     net = models.build(model, seed=config.seed, whitening=whitening, **model_options)
+    if backend == "torch":
+        from .torch_reference import TorchLearner, default_device
+        try:
+            return TorchLearner(model, config, device=default_device(), net=net, ema_warmup=EMA_WARMUP)
+        except TypeError as e:  # a layer the twin cannot mirror
+            raise UserError(f"--backend torch cannot mirror this {model} net: {e}") from None
+    from scratchnet.train import ScratchnetLearner
     return ScratchnetLearner(net, config, backend, ema_warmup=EMA_WARMUP)
 
 

@@ -6,15 +6,35 @@ loss curves and speed. Networks (input NCHW float (N, 3, 32, 32), output logits 
     small:    conv 3->64 11x11 s1 p0 -> ReLU -> maxpool 2x2 s2 -> conv 64->128 3x3 p1 -> ReLU
               -> conv 128->128 3x3 p1 -> ReLU -> global average pool -> linear 128->10
     small_bn: the same with BatchNorm2d after each conv, before its ReLU (those convs have no bias).
+    better:   part 3's net (problems/p3/models.better_net), mirrored layer by layer by `torch_twin` from the
+              scratchnet net itself, initial weights included (the whitening filters, Dirac convs, zero head).
 
 Spatial sizes: 32 -> 22 (11x11, no padding) -> 11 (pool) -> 11 -> 11 -> 1 (global average).
-Initialisation (the same scheme as scratchnet's): every conv and linear weight ~ N(0, 2 / fan_in) (He /
-Kaiming normal, fan_in = C_in*kh*kw or in_features), biases 0; BN gamma 1, beta 0, momentum 0.1, eps 1e-5.
+Initialisation of small/small_bn (the same scheme as scratchnet's, drawn by torch): every conv and linear
+weight ~ N(0, 2 / fan_in) (He / Kaiming normal, fan_in = C_in*kh*kw or in_features), biases 0; BN gamma 1,
+beta 0, momentum 0.1, eps 1e-5. The better net's twin starts from the scratchnet net's own initial weights
+(copied), so both sides start identical.
+
+What the better twin mirrors, and how (`torch_twin`):
+- frozen scratchnet weights (the whitening conv's filters, `nn.freeze`; batch norm's frozen scale
+  `train_scale=False`) become torch buffers: no gradient, not in `parameters()`, so neither the optimizer
+  nor the weight decay nor the EMA sees them, as in scratchnet. The filters are saved (a persistent
+  buffer, as scratchnet's state_dict has them), the frozen scale is not (scratchnet does not save it).
+- batch norm's momentum needs no conversion: scratchnet's `momentum` is the weight of the new batch
+  statistic, r <- (1 - m) r + m * batch, which is PyTorch's convention too (not Keras's, where it is the
+  weight of the old value); both update the running variance with the unbiased batch variance. So
+  momentum 0.4 is 0.4 on both sides (tested by running-statistics updates in float64).
+- GELU is scratchnet's tanh form: nn.GELU(approximate="tanh"); the logits' fixed factor is `Scale`.
+- max pools floor (31 -> 15 -> 7 -> 3) and break ties on the first maximum on both sides.
+- the EMA of the weights (TorchLearner) averages the trained parameters only, with scratchnet's warm-up
+  decay min(decay, (1 + t) / (ema_warmup + t)) after step t; batch norm's running statistics are the live
+  ones (scratchnet's EMA does not average buffers either).
 
 Weight layouts: scratchnet conv weights are HWIO (kh, kw, C_in, C_out), torch's OIHW (C_out, C_in, kh, kw);
 scratchnet linear weights are (in, out) (y = x W + b), torch's (out, in). The conversion walks the layers in
 order (conv, [bn], conv, [bn], conv, [bn], linear), so only `scratchnet_names` needs to follow the names the
-scratchnet model uses.
+scratchnet model uses. A `torch_twin` keeps the scratchnet net's layer names, so its state_dict converts key
+by key (`twin_state`, `load_twin_state`).
 """
 from __future__ import annotations
 
@@ -219,9 +239,10 @@ def from_flat_dict(model: SmallCNN, flat: dict, prefixes: list[str] | None = Non
 
 # --------------------------------------------------------------------------------------- train / evaluate
 
-def nhwc_to_nchw(x_nhwc, device="cpu") -> torch.Tensor:
-    """NumPy NHWC float batch -> contiguous torch NCHW float32 tensor on `device`."""
-    t = torch.from_numpy(np.ascontiguousarray(x_nhwc, dtype=np.float32))
+def nhwc_to_nchw(x_nhwc, device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """NumPy NHWC float batch -> contiguous torch NCHW tensor of `dtype` (default float32) on `device`."""
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    t = torch.from_numpy(np.ascontiguousarray(x_nhwc, dtype=np_dtype))
     return t.permute(0, 3, 1, 2).contiguous().to(device)
 
 
@@ -260,20 +281,40 @@ def default_device() -> str:
 class TorchLearner:
     """The PyTorch twin behind scratchnet.train's learner interface, so `fit` drives both identically.
 
-    Same architecture, init scheme, optimizer (SGD, Nesterov), schedule, batches, crops and flips; the
-    weights it reports are converted to scratchnet's layout (the filter grid and --eval-only read them).
+    Same architecture, optimizer (SGD, Nesterov, coupled weight decay), schedule, batches, crops and flips
+    (fit augments in numpy and hands both learners the same arrays), label smoothing, EMA of the weights
+    (with scratchnet's warm-up, `ema_warmup` as in ScratchnetLearner) and test-time views. small/small_bn
+    are built and initialised by torch (same scheme as scratchnet's); with `net` (a scratchnet Sequential,
+    e.g. the better net) the model is its `torch_twin`, starting from its very weights. The weights it
+    reports are converted to scratchnet's layout and names (the filter grid and --eval-only read them).
+    Inputs are converted to the model's dtype (float32, or float64 for a float64 twin in the tests).
     """
 
-    def __init__(self, model_name: str, config, device: str = "cpu"):
+    def __init__(self, model_name: str, config, device: str = "cpu", net=None, ema_warmup: int = 0):
         torch.manual_seed(config.seed)
         if device.startswith("cuda"):  # a reference: strict float32 (no TF32) and reproducible cuDNN
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        self.model_name, self.config, self.device = model_name, config, device
-        self.model = build_model(model_name).to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+        self.model_name, self.config, self.device, self.ema_warmup = model_name, config, device, ema_warmup
+        if net is not None:
+            self.model = torch_twin(net).to(device)
+        elif model_name in MODELS:
+            self.model = build_model(model_name).to(device)
+        else:
+            raise ValueError(f"TorchLearner: {model_name!r} has no torch-built model; pass its scratchnet net "
+                             "(net=...) to mirror it")
+        self.from_net = net is not None
+        self.params = list(self.model.parameters())  # the trained ones: frozen weights are buffers
+        self.dtype = self.params[0].dtype
+        self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum,
                                          nesterov=config.nesterov, weight_decay=config.weight_decay)
+        self.steps = 0
+        self.ema = self._fresh_ema()
+
+    def _fresh_ema(self):
+        """The weight average's shadow copies (None without EMA), starting at the current weights."""
+        return [p.detach().clone() for p in self.params] if self.config.ema_decay else None
 
     def set_lr(self, lr: float):
         for group in self.optimizer.param_groups:
@@ -282,61 +323,146 @@ class TorchLearner:
     def to_device(self, x):
         return x  # host numpy arrays; converted per step
 
+    def _input(self, x):
+        return nhwc_to_nchw(x, self.device, self.dtype)
+
     def train_step(self, x, y):
         self.model.train()
-        logits = self.model(nhwc_to_nchw(x, self.device))
+        logits = self.model(self._input(x))
         target = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
         loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.steps += 1
+        if self.ema is not None:  # as ScratchnetLearner: decay min(d, (1 + t) / (warmup + t)) after step t
+            t, decay = self.steps, self.config.ema_decay
+            d = min(decay, (1 + t) / (self.ema_warmup + t)) if self.ema_warmup else decay
+            with torch.no_grad():
+                for s, p in zip(self.ema, self.params):  # s <- d s + (1 - d) p, in scratchnet's order
+                    s.mul_(d)
+                    s.add_((1 - d) * p)
         return float(loss.detach()), int((logits.argmax(dim=1) == target).sum())
+
+    def _swap_ema(self):
+        """Exchange live and averaged weights (twice restores them); the optimizer keys on the Parameters."""
+        if self.ema is not None:
+            for i, p in enumerate(self.params):
+                p.data, self.ema[i] = self.ema[i], p.data
 
     @torch.no_grad()
     def predict_logits(self, x, views=None):
-        """Host logits in eval mode; views as in scratchnet's learner (test-time views, averaged)."""
+        """Host logits in eval mode, with the averaged weights if EMA is on; views as in scratchnet's
+        learner (test-time views, averaged by scratchnet.train.tta_logits)."""
         from scratchnet.train import tta_logits
         self.model.eval()
-        return tta_logits(lambda v: self.model(nhwc_to_nchw(v, self.device)).cpu().numpy(), x, views)
+        self._swap_ema()
+        try:
+            return tta_logits(lambda v: self.model(self._input(v)).cpu().numpy(), x, views)
+        finally:
+            self._swap_ema()
 
     def weights(self) -> dict:
-        return to_flat_dict(self.model, scratchnet_names(self.model_name))
+        """Scratchnet-layout weights: the averaged ones when EMA is on (what evaluation uses)."""
+        self._swap_ema()
+        try:
+            if self.from_net:
+                return twin_state(self.model)
+            return to_flat_dict(self.model, scratchnet_names(self.model_name))
+        finally:
+            self._swap_ema()
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return sum(p.numel() for p in self.params)
 
     def load_weights(self, weights: dict):
-        from_flat_dict(self.model, weights, scratchnet_names(self.model_name))
+        """Load scratchnet-layout weights without optimizer state; the EMA restarts there (as scratchnet's)."""
+        if self.from_net:
+            load_twin_state(self.model, weights)
+        else:
+            from_flat_dict(self.model, weights, scratchnet_names(self.model_name))
+        self.ema = self._fresh_ema()
 
     def state(self) -> dict:
         import io as _io
         buf = _io.BytesIO()
-        torch.save({"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}, buf)
+        torch.save({"model": self.model.state_dict(), "optim": self.optimizer.state_dict(), "steps": self.steps,
+                    **({"ema": self.ema} if self.ema is not None else {})}, buf)
         return {"torch_state": np.frombuffer(buf.getvalue(), dtype=np.uint8)}
 
     def load_state(self, st: dict):
         import io as _io
-        blob = torch.load(_io.BytesIO(st["torch_state"].tobytes()), weights_only=True)
+        blob = torch.load(_io.BytesIO(st["torch_state"].tobytes()), weights_only=True, map_location=self.device)
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optim"])
+        self.steps = int(blob.get("steps", 0))  # checkpoints from before the EMA: no EMA, the count unused
+        if self.ema is not None:
+            if "ema" not in blob:
+                raise KeyError("the checkpoint has no weight average (EMA) to resume")
+            self.ema = [s.to(self.device, p.dtype) for s, p in zip(blob["ema"], self.params, strict=True)]
+
+
+class Scale(nn.Module):
+    """Multiply by a fixed constant (scratchnet.nn.Scale: the better net's logit scale)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"{self.factor}"
+
+
+def _mirror_tensor(src, dst: nn.Module, name: str, convert=None) -> None:
+    """Copy scratchnet module `src`'s array `name` into torch module `dst`, as what it is there: a trained
+    Parameter stays a Parameter; a frozen weight (nn.freeze: a buffer in scratchnet's state_dict) becomes a
+    persistent buffer; a frozen Tensor outside the state_dict (batch norm's fixed scale) a non-persistent one.
+    The dtype follows the scratchnet array (float32, or float64 in the tests)."""
+    from scratchnet import nn as snn
+    from scratchnet.autograd import Tensor
+    from scratchnet.backend import to_numpy
+    value = getattr(src, name)
+    if value is None:
+        return
+    array = np.array(to_numpy(value.data if isinstance(value, Tensor) else value), copy=True)
+    t = torch.from_numpy(np.ascontiguousarray(convert(array) if convert else array))
+    if isinstance(value, snn.Parameter):
+        setattr(dst, name, nn.Parameter(t))
+        return
+    if name in dst._parameters:
+        del dst._parameters[name]
+    if name in dst._buffers:
+        dst._buffers[name] = t
+    else:
+        dst.register_buffer(name, t, persistent=name in src._buffer_names())
 
 
 def torch_twin(net) -> nn.Sequential:
-    """A PyTorch copy of a scratchnet Sequential (Conv2d/BatchNorm2d/ReLU/pools/Flatten/Linear), with the
-    same weights, taking NCHW input. For tests and benchmarks that compare the two libraries layer by layer."""
+    """A PyTorch copy of a scratchnet Sequential (Conv2d/BatchNorm2d/ReLU/GELU/pools/Flatten/Linear/Scale), with
+    the same weights, batch-norm statistics and settings, frozen weights as buffers, and the same layer
+    names, taking NCHW input. For the better net's twin, and for tests and benchmarks that compare the two
+    libraries layer by layer. Raises TypeError for a layer it has no counterpart for."""
+    from collections import OrderedDict
+
     from scratchnet import nn as snn
-    mods = []
-    for layer in net.layers:
+    mods = OrderedDict()
+    for name, layer in net.named_children():
         if isinstance(layer, snn.Conv2d):
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                           bias=layer.bias is not None)
-            m.weight.data = torch.tensor(conv_weight_to_oihw(np.asarray(layer.weight.data)))
-            if layer.bias is not None:
-                m.bias.data = torch.tensor(np.asarray(layer.bias.data))
+            _mirror_tensor(layer, m, "weight", conv_weight_to_oihw)
+            _mirror_tensor(layer, m, "bias")
         elif isinstance(layer, snn.BatchNorm2d):
-            m = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+            m = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)  # same convention
+            for field in ("weight", "bias", "running_mean", "running_var"):
+                _mirror_tensor(layer, m, field)
         elif isinstance(layer, snn.ReLU):
             m = nn.ReLU()
+        elif isinstance(layer, snn.GELU):
+            m = nn.GELU(approximate="tanh")  # scratchnet's GELU is the tanh form
         elif isinstance(layer, snn.AvgPool2d):
             m = nn.AvgPool2d(layer.kernel_size, layer.stride)
         elif isinstance(layer, snn.MaxPool2d):
@@ -347,10 +473,49 @@ def torch_twin(net) -> nn.Sequential:
             m = nn.Flatten()
         elif isinstance(layer, snn.Linear):
             m = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-            m.weight.data = torch.tensor(linear_weight_to_torch(np.asarray(layer.weight.data)))
-            if layer.bias is not None:
-                m.bias.data = torch.tensor(np.asarray(layer.bias.data))
+            _mirror_tensor(layer, m, "weight", linear_weight_to_torch)
+            _mirror_tensor(layer, m, "bias")
+        elif isinstance(layer, snn.Scale):
+            m = Scale(layer.factor)
         else:
             raise TypeError(f"torch_twin: no PyTorch counterpart for {type(layer).__name__}")
-        mods.append(m)
-    return nn.Sequential(*mods)
+        mods[name] = m
+    return nn.Sequential(mods)
+
+
+def _to_scratchnet_layout(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 4:
+        return conv_weight_to_hwio(a)
+    if a.ndim == 2:
+        return linear_weight_to_scratchnet(a)
+    return a.copy()
+
+
+def _to_torch_layout(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 4:
+        return conv_weight_to_oihw(a)
+    if a.ndim == 2:
+        return linear_weight_to_torch(a)
+    return a
+
+
+def twin_state(model: nn.Module) -> dict:
+    """A `torch_twin`'s state as the scratchnet net's state_dict: same keys, scratchnet layouts, numpy arrays
+    (batch norm's step counter, which scratchnet has not, left out)."""
+    return {k: _to_scratchnet_layout(v.detach().cpu().numpy()) for k, v in model.state_dict().items()
+            if not k.endswith("num_batches_tracked")}
+
+
+def load_twin_state(model: nn.Module, flat: dict) -> None:
+    """Load a scratchnet state_dict (e.g. a weights .npz) into its `torch_twin`; ValueError on missing or
+    unexpected keys, or a shape that does not fit."""
+    targets = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    missing, unexpected = sorted(set(targets) - set(flat)), sorted(set(flat) - set(targets))
+    if missing or unexpected:
+        raise ValueError(f"missing keys {missing}, unexpected keys {unexpected}")
+    with torch.no_grad():
+        for k, t in targets.items():
+            a = torch.as_tensor(_to_torch_layout(np.asarray(flat[k])), dtype=t.dtype)
+            if tuple(a.shape) != tuple(t.shape):
+                raise ValueError(f"'{k}' has shape {tuple(t.shape)} in the model but {tuple(a.shape)} in the weights")
+            t.copy_(a)
