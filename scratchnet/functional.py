@@ -426,8 +426,8 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    def forward(self, logits, labels, label_smoothing=0.0):
-        loss, self.cache = _loss.cross_entropy_forward(logits, labels, label_smoothing)
+    def forward(self, logits, labels, label_smoothing=0.0, reduction="mean"):
+        loss, self.cache = _loss.cross_entropy_forward(logits, labels, label_smoothing, reduction)
         return loss
 
     def backward(self, g):
@@ -482,10 +482,11 @@ def softmax(z, axis: int = -1):
     return exp(log_softmax(z, axis))
 
 
-def cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Mean softmax cross-entropy; labels are integer class ids (a Tensor or array)."""
+def cross_entropy(logits, labels, label_smoothing: float = 0.0, reduction: str = "mean"):
+    """Softmax cross-entropy, the mean over the batch (reduction 'mean') or the sum ('sum', as torch's
+    reduction='sum': per-example hyper-parameters); labels are integer class ids (a Tensor or array)."""
     labels = labels.data if isinstance(labels, Tensor) else labels
-    return CrossEntropy.apply(logits, Tensor(labels), label_smoothing=label_smoothing)
+    return CrossEntropy.apply(logits, Tensor(labels), label_smoothing=label_smoothing, reduction=reduction)
 
 
 def dropout(x, p: float = 0.5, training: bool = True, rng=None, mask=None):

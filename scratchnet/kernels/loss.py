@@ -31,8 +31,9 @@ def smoothed_targets(labels, num_classes: int, label_smoothing: float, dtype):
     return (onehot * (1.0 - label_smoothing) + label_smoothing / num_classes).astype(dtype, copy=False)
 
 
-def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
-    """Mean over the batch of -sum_k q_k log softmax(logits)_k. logits (N, K), labels (N,) ints."""
+def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0, reduction: str = "mean"):
+    """Mean (reduction 'mean') or sum ('sum') over the batch of -sum_k q_k log softmax(logits)_k.
+    logits (N, K), labels (N,) ints."""
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (batch, classes), got shape {tuple(logits.shape)}")
     if labels.shape != (logits.shape[0],):
@@ -40,6 +41,8 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
                          f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
     xp = get_array_module(logits)
     labels = xp.asarray(labels)  # host labels with GPU logits: moved to the logits' device
     if labels.dtype.kind not in "iu":
@@ -50,12 +53,16 @@ def cross_entropy_forward(logits, labels, label_smoothing: float = 0.0):
                          f"[{int(labels.min())}, {int(labels.max())}]")
     logp, _ = log_softmax_forward(logits)
     q = smoothed_targets(labels, k, label_smoothing, logits.dtype)
-    loss = -(q * logp).sum() / n
-    return xp.asarray(loss, dtype=logits.dtype), (logp, q)
+    loss = -(q * logp).sum()
+    if reduction == "mean":
+        loss = loss / n
+    return xp.asarray(loss, dtype=logits.dtype), (logp, q, reduction)
 
 
 def cross_entropy_backward(dloss, cache):
-    """dlogits = dloss * (softmax(logits) - q) / N."""
-    logp, q = cache
+    """dlogits = dloss * (softmax(logits) - q) / N ('mean'), or without the / N ('sum')."""
+    logp, q, reduction = cache
     xp = get_array_module(logp)
+    if reduction == "sum":
+        return (xp.exp(logp) - q) * dloss
     return (xp.exp(logp) - q) * (dloss / logp.shape[0])
