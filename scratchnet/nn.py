@@ -19,7 +19,8 @@ from .io import load_npz, save_npz
 
 
 class Parameter(Tensor):
-    """A Tensor that a Module trains: requires_grad is always on."""
+    """A Tensor that a Module trains: requires_grad starts on. Switching it off freezes the parameter for a
+    while (it gets no gradient, so optimizers skip it; e.g. a bias trained for the first epochs only)."""
 
     def __init__(self, data, dtype=None):
         super().__init__(data, requires_grad=True, dtype=dtype)
@@ -174,6 +175,42 @@ class Module:
 
     def extra_repr(self):
         return ""
+
+
+class BufferRef:
+    """A handle on buffer `name` of `module` with the `.data` (and `.dtype`) of a Parameter, read and written
+    through the module each time, so it stays valid when load_state_dict or to() replace the array.
+    Lets code written for parameters (optim.Lookahead) update buffers in place (e.g. running statistics)."""
+
+    def __init__(self, module: Module, name: str):
+        if name not in module._buffer_names():
+            raise ValueError(f"BufferRef: {type(module).__name__} has no buffer {name!r}")
+        self.module, self.name = module, name
+
+    @property
+    def data(self):
+        return getattr(self.module, self.name)
+
+    @data.setter
+    def data(self, value):
+        object.__setattr__(self.module, self.name, value)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+
+def state_refs(module: Module) -> list:
+    """Everything in module.state_dict(), as handles with `.data`, in its order: the Parameters themselves,
+    then a BufferRef per buffer (batch-norm statistics, frozen weights)."""
+    refs = [p for _, p in module.named_parameters()]
+
+    def buffers(m):
+        refs.extend(BufferRef(m, name) for name in m._buffer_names())
+        for _, child in m.named_children():
+            buffers(child)
+    buffers(module)
+    return refs
 
 
 def freeze(module: Module, name: str) -> Module:

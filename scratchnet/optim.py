@@ -339,13 +339,17 @@ class Lookahead:
 
     The model's weights are the fast ones; a slow copy follows them. Every k-th call, with d = decay, or
     decay(t) if it is a function of t (the number of calls so far):
-        slow <- d * slow + (1 - d) * fast        (= lerp(slow, fast, 1 - d))
+        slow <- d * slow + (1 - d) * fast        (= lerp(slow, fast, 1 - d), computed as torch.lerp does)
         fast <- slow
     The fast weights explore for k steps; the slow ones move only part of the way to where they got,
     which averages out SGD's noise. d = 0 is the plain optimizer. The airbench recipe uses k = 5 and
     d = 0.95**5 * (t / total)**3: hardly any damping early, more as the learning rate falls.
     finish() puts the slow weights in the model: call it after the last step. `params`: anything with a
-    .data array (Parameters), numpy or cupy.
+    .data array, numpy or cupy: Parameters, and buffers through nn.BufferRef (`nn.state_refs(model)`
+    gives both, as the recipe's lookahead over the whole state_dict: batch-norm statistics too).
+    The lerp is torch.lerp's, w = 1 - d: slow + w * (fast - slow) for w < 0.5, else
+    fast - (fast - slow) * (1 - w); so a weight that no longer moves (fast == slow: a frozen one) stays
+    bit-exact, and d = 1 (slow stays) and d = 0 (slow = fast) are exact.
     """
 
     def __init__(self, params, k: int = 5, decay=0.5):
@@ -360,10 +364,14 @@ class Lookahead:
         if self.t % self.k:
             return
         d = self.decay(self.t) if callable(self.decay) else self.decay
+        w = 1 - d
         for s, p in zip(self.slow, self.params):
-            s *= d  # d * slow + (1 - d) * fast: exact at d = 0 (slow = fast) and d = 1 (slow stays)
-            s += (1 - d) * p.data
-            p.data[...] = s  # in place: the parameter keeps its array (and its device memory)
+            fast = p.data
+            if abs(w) < 0.5:
+                s += w * (fast - s)
+            else:
+                s[...] = fast - (fast - s) * (1 - w)
+            fast[...] = s  # in place: the parameter keeps its array (and its device memory)
 
     def finish(self):
         """Copy the slow weights into the model (what the recipe evaluates)."""
