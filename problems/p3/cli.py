@@ -2,6 +2,7 @@
 
     python problems/p3_small_cnn.py --backend numpy|cupy|torch --model small|small_bn|both
         [--epochs N] [--stop-after K] [--batch-size B] [--lr LR] [--data-dir D] [--out DIR] [--seed S] [--resume]
+    python problems/p3_small_cnn.py --model better [--recipe default|airbench] [--backend ...] [...]
     python problems/p3_small_cnn.py --model small --eval-only --weights weights/p3_small.npz
     python problems/p3_small_cnn.py --compare A/results.json B/results.json [--out DIR]
 
@@ -18,10 +19,16 @@ one, as --backend cupy would run; there in strict float32, no TF32, with determi
 only. results.json records the device (cpu or cuda). For --model better the twin is built from the
 scratchnet net itself (same whitening filters and initial weights) and trains with the same recipe: label
 smoothing, the weight average (EMA) for evaluation, alternating flips and the final test-time views.
+--recipe airbench trains the better net with the published airbench94 recipe's training choices instead
+(problems/p3/recipe.AirbenchRecipe: batch 1024, 9.9 epochs, per-1024-example lr 11.5 on a summed loss,
+Nesterov 0.85, decoupled decay, batch-norm biases at 64x the lr, triangular schedule, Lookahead, the
+whitening bias trained for 3 epochs, batch-norm eps 1e-12); the PyTorch twin follows the same recipe.
+--epochs may be fractional (9.9: the tenth epoch runs 90% of its steps, rounded up).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -32,6 +39,7 @@ from problems.common.result import ResultError
 from scratchnet import cpu
 
 from .models import ALL_MODELS, MODELS
+from .recipe import RECIPE_NAMES
 from .result import P3Result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,12 +54,18 @@ def parse_args(argv):
                    help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
     p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
                    help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default: the model's recipe (15; better: 12)")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
+                   help="--model better only: 'default' (batch 512, one-cycle, EMA) or 'airbench' (the published "
+                        "airbench94 recipe's training choices)")
+    p.add_argument("--epochs", type=positive_epochs, default=None,
+                   help="default: the recipe's (15; better: 12; airbench: 9.9); may be fractional")
     p.add_argument("--stop-after", type=positive_int, default=None, metavar="K",
                    help="stop after the first K epochs of the schedule, which still spans --epochs")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="default: 128 (better: 512)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="default: 128 (better: 512; airbench: 1024)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better)")
+                   help="peak learning rate (default: 0.02 small, 0.2 small_bn, 0.8 better); with --recipe "
+                        "airbench the lr per 1,024 examples of the summed loss (default 11.5)")
     p.add_argument("--label-smoothing", type=fraction_below_one, default=None,
                    help="label smoothing of the cross-entropy targets (default: 0; better: 0.2)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
@@ -80,14 +94,26 @@ def parse_args(argv):
         p.error("--ablation belongs to --model better (part 3)")
     if args.recorded_if_no_data and not args.eval_only:
         p.error("--recorded-if-no-data belongs to --eval-only")
+    if args.recipe != "default" and args.model != "better":
+        p.error(f"--recipe {args.recipe} belongs to --model better (part 3)")
     if args.stop_after is not None and (args.eval_only or args.compare):
         p.error("--stop-after belongs to training (not --eval-only or --compare)")
     if args.stop_after is not None:
-        from .recipe import RECIPES
-        epochs = args.epochs or min(RECIPES[m]["epochs"] for m in (MODELS if args.model == "both" else (args.model,)))
-        if args.stop_after > epochs:
+        from .recipe import AIRBENCH, RECIPES
+        defaults = [AIRBENCH if args.recipe == "airbench" else RECIPES[m]
+                    for m in (MODELS if args.model == "both" else (args.model,))]
+        epochs = args.epochs or min(d["epochs"] for d in defaults)
+        if args.stop_after > math.ceil(epochs):
             p.error(f"--stop-after {args.stop_after} is more than the schedule's {epochs} epochs")
     return args
+
+
+def positive_epochs(text: str) -> int | float:
+    """argparse type: a whole number of epochs >= 1, or a fractional one > 0 (9.9)."""
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        return positive_float(text)
 
 
 def out_dir_for(args, model: str) -> Path:
@@ -97,8 +123,8 @@ def out_dir_for(args, model: str) -> Path:
 
 def recipe_of(args, model: str):
     from .recipe import recipe_for
-    return recipe_for(model, args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      label_smoothing=args.label_smoothing)
+    return recipe_for(model, args.seed, recipe=getattr(args, "recipe", "default"), epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing)
 
 
 def first_layer_filters(weights: dict):

@@ -2,12 +2,18 @@
 alternate between epochs, test-time views, the EMA's warm start), and the learner that trains a P3 net.
 
 A recipe is written flat, as the results file's `hyperparameters` and the checkpoints record it:
-TrainConfig's fields plus `flip_mode` and `tta`.
+TrainConfig's fields plus `flip_mode` and `tta` (and, for the airbench recipe, `recipe` and its own
+settings, see AirbenchRecipe).
+
+Two recipes train the better net: the default one (RECIPES["better"]: batch 512, one-cycle to lr 0.8, an
+EMA of the weights) and `--recipe airbench` (AIRBENCH, AirbenchRecipe: the published airbench94
+recipe's training choices).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from scratchnet import nn, optim
 from scratchnet.data.augment import alternating_flip, mirror, random_crop, random_flip, shift
 from scratchnet.train import TrainConfig
 
@@ -21,6 +27,13 @@ RECIPES = {
 }
 EMA_WARMUP = 10  # the weight average's decay ramps up as min(decay, (1 + t) / (10 + t)) over the steps t
 
+# The better net's second recipe (`--recipe airbench`): the published airbench94 recipe's training choices.
+# TrainConfig's part; AirbenchRecipe's own settings (per-1024-example hyper-parameters, Lookahead, the
+# whitening bias's epochs, batch norm) default to the recipe's, and lr / weight_decay / nesterov are derived.
+AIRBENCH = dict(epochs=9.9, batch_size=1024, momentum=0.85, label_smoothing=0.2, schedule="triangle",
+                warmup_fraction=0.23, crop_padding=2, crop_mode="reflect", flip_mode="alternating", tta=2)
+RECIPE_NAMES = ("default", "airbench")
+
 RATIONALE = [  # part 3's design choices in one line each; docs/p3_better.md explains them at length
     "fixed 2x2 patch-whitening first layer: decorrelated, unit-variance inputs for the first trained conv",
     "conv -> max pool -> batch norm -> GELU blocks of widths 64/256/256: pooling early halves the cost of "
@@ -31,6 +44,23 @@ RATIONALE = [  # part 3's design choices in one line each; docs/p3_better.md exp
     "Nesterov SGD, batch 512, one-cycle schedule to a peak lr of 0.8, weight decay 5e-4: few epochs",
     "label smoothing 0.2 and an exponential moving average of the weights (decay 0.98) for evaluation",
     "2-pixel reflect-padded random crops; horizontal flips alternating between epochs",
+    "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)",
+]
+
+
+AIRBENCH_RATIONALE = [  # the airbench recipe's choices, one line each (docs/p3_better.md, "The airbench recipe")
+    "the same network (fixed 2x2 patch whitening, Dirac-initialised conv/pool/BN/GELU blocks 64/256/256, "
+    "logits x 1/9), batch norm with eps 1e-12 and frozen scale, running-statistics momentum 0.4 (PyTorch's)",
+    "whitening filters from every 2x2 patch of 5,000 training images, uncentered second moment, eps 5e-4",
+    "hyper-parameters per 1,024 examples on a loss summed over the batch: lr 11.5, Nesterov momentum 0.85, "
+    "the step divided by 1024 (1 + 1 / (1 - momentum)); batch 1,024",
+    "weight decay decoupled from the lr, as strong per step as the published 0.0153 (coupled) is after "
+    "momentum: 0.0153 / (2 - 0.85) per 1,024 examples",
+    "batch-norm biases at 64x the learning rate, same decay; the whitening bias trains for the first 3 epochs",
+    "triangular schedule 0.2 -> 1 (at 23% of the steps) -> 0.07; 9.9 epochs (the last one 90% long)",
+    "Lookahead every 5 steps with decay 0.95^5 (t/T)^3 over weights and batch-norm statistics, instead of an "
+    "EMA; the final weights are the slow ones",
+    "label smoothing 0.2; 2-pixel reflect-padded random crops; flips alternating between epochs",
     "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)",
 ]
 
@@ -140,8 +170,208 @@ class Recipe:
         }
 
 
-def recipe_for(model: str, seed: int = 0, **overrides) -> Recipe:
-    """The model's recipe (RECIPES) with the seed and any flat overrides (None values are ignored)."""
+    # What a P3 learner builds beyond TrainConfig's plain SGD (nothing, here): see AirbenchRecipe.
+    def model_options(self) -> dict:
+        """Options for models.better_net beyond its defaults."""
+        return {}
+
+    def whitening_options(self) -> dict:
+        """Options for scratchnet.init.patch_whitening_filters beyond its defaults."""
+        return {}
+
+    def learner_plan(self, net, n_train: int) -> dict:
+        """What both learners (scratchnet's and the PyTorch twin) need beyond the TrainConfig, as plain data."""
+        return {}
+
+    def scratchnet_options(self, plan: dict) -> dict:
+        """ScratchnetLearner's keyword arguments for a learner_plan."""
+        return {}
+
+    def rationale(self) -> list[str]:
+        return RATIONALE
+
+
+def bn_bias_names(net) -> list[str]:
+    """Names of the batch-norm shifts (biases) among a net's parameters: the airbench recipe's 64x-lr group."""
+    names = []
+
+    def walk(module, prefix):
+        for name, child in module.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                names.extend(prefix + name + "." + p for p, _ in child.named_parameters() if p == "bias")
+            walk(child, prefix + name + ".")
+    walk(net, "")
+    return names
+
+
+AIRBENCH_OWN = ("lr_per_1024", "weight_decay_per_1024", "bias_lr_scale", "lookahead_every", "lookahead_decay",
+                "lookahead_power", "whiten_bias_epochs", "bn_eps", "bn_momentum")
+
+
+@dataclass(frozen=True)
+class AirbenchRecipe(Recipe):
+    """The published airbench94 recipe's training choices for the better net (`--recipe airbench`).
+
+    Hyper-parameters per 1,024 examples on a loss summed over the batch (optim.per_example_sgd_args):
+    the SGD lr is lr_per_1024 / (1024 (1 + 1 / (1 - momentum))) whatever the batch size (TrainConfig.lr,
+    derived), Nesterov momentum. Weight decay: decoupled from the lr (SGD(decoupled=True)): each step shrinks
+    the weights by factor x weight_decay x batch / 1024 (factor: the schedule's), the same for the 64x-lr
+    batch-norm biases. The published recipe couples its decay into the gradient (torch SGD's weight_decay,
+    set to wd / lr per group so lr x wd is the lr-free strength), where Nesterov momentum spreads each
+    step's decay over the next steps with a total gain 1 / (1 - momentum); with its step division that is
+    a total shrink of weight_decay_per_1024 / (2 - momentum) per 1,024 examples. The decoupled decay used
+    here (TrainConfig.weight_decay, derived) applies that total at once:
+        weight_decay = weight_decay_per_1024 / (2 - momentum) x batch_size / 1024      (0.0133 at batch 1024)
+    so the published number 0.0153 stays the recipe's setting and the strength is the published one; only
+    the momentum's lag of the decay (a few steps) differs.
+    Lookahead (k = lookahead_every) with decay(t) = lookahead_decay x (t / T)^lookahead_power after step t of
+    T, over the weights and batch-norm running statistics (the published recipe's state_dict); the run
+    ends on the slow weights. The whitening layer's bias trains in the first whiten_bias_epochs epochs only.
+    Batch norm: eps bn_eps, running-statistics momentum bn_momentum in scratchnet's (= PyTorch's) convention
+    (the published 0.6 is Keras's, the weight of the old value: 1 - 0.6 = 0.4).
+    """
+    lr_per_1024: float = 11.5
+    weight_decay_per_1024: float = 0.0153     # the published, coupled value; see the docstring for the mapping
+    bias_lr_scale: float = 64.0
+    lookahead_every: int = 5
+    lookahead_decay: float = 0.95 ** 5
+    lookahead_power: float = 3.0
+    whiten_bias_epochs: int = 3
+    bn_eps: float = 1e-12
+    bn_momentum: float = 0.4
+
+    def __post_init__(self):
+        super().__post_init__()
+        derived = self.sgd_settings(self.lr_per_1024, self.weight_decay_per_1024, self.train.momentum,
+                                    self.train.batch_size)
+        wrong = {k: (getattr(self.train, k), v) for k, v in derived.items() if getattr(self.train, k) != v}
+        if wrong:
+            raise ValueError(f"the airbench recipe derives {sorted(wrong)} from its per-1024 settings; "
+                             f"got {wrong} (given, derived)")
+        if self.train.ema_decay:
+            raise ValueError("the airbench recipe averages with Lookahead, not an EMA: ema_decay must be 0")
+
+    @staticmethod
+    def sgd_settings(lr_per_1024: float, weight_decay_per_1024: float, momentum: float, batch_size: int) -> dict:
+        """TrainConfig's lr, weight_decay and nesterov from the per-1024 settings (see the class docstring)."""
+        args = optim.per_example_sgd_args(lr_per_1024, weight_decay_per_1024 / (2 - momentum), momentum,
+                                          batch_size)
+        return {"lr": args["lr"], "weight_decay": args["weight_decay"], "nesterov": args["nesterov"]}
+
+    @classmethod
+    def from_flat(cls, **settings) -> AirbenchRecipe:
+        """From flat settings (AIRBENCH's keys, the own settings, seed...; `flat()` round-trips): lr,
+        weight_decay and nesterov are derived (given ones must equal the derived values)."""
+        settings = dict(settings)
+        name = settings.pop("recipe", "airbench")
+        if name != "airbench":
+            raise ValueError(f"AirbenchRecipe.from_flat got recipe {name!r}")
+        own = {k: settings.pop(k) for k in ("flip_mode", "tta", *AIRBENCH_OWN) if k in settings}
+        defaults = TrainConfig()
+        derived = cls.sgd_settings(own.get("lr_per_1024", cls.lr_per_1024),
+                                   own.get("weight_decay_per_1024", cls.weight_decay_per_1024),
+                                   settings.get("momentum", defaults.momentum),
+                                   settings.get("batch_size", defaults.batch_size))
+        settings.update({k: v for k, v in derived.items() if k not in settings})
+        settings.setdefault("ema_decay", 0.0)
+        return cls(TrainConfig(**settings), **own)
+
+    def own_settings(self) -> dict:
+        return {**super().own_settings(), "recipe": "airbench", **{k: getattr(self, k) for k in AIRBENCH_OWN}}
+
+    def flat(self) -> dict:
+        """TrainConfig's fields (with flip_mode and tta in their usual places), then `recipe` and the own
+        settings."""
+        out = super().flat()
+        own = self.own_settings()
+        out.update({k: own[k] for k in ("recipe", *AIRBENCH_OWN)})
+        return out
+
+    @property
+    def decoupled_weight_decay_per_1024(self) -> float:
+        return self.weight_decay_per_1024 / (2 - self.train.momentum)
+
+    def model_options(self) -> dict:
+        return {"bn_eps": self.bn_eps, "bn_momentum": self.bn_momentum}
+
+    def whitening_options(self) -> dict:
+        return {"center": False, "max_patches": None}  # every patch's second moment, as published
+
+    def total_steps(self, n_train: int) -> int:
+        return self.train.total_steps(n_train // self.train.batch_size)
+
+    def lookahead_decay_at(self, total_steps: int):
+        """decay(t) after step t of total_steps: lookahead_decay x (t / T)^lookahead_power."""
+        base, power, total = self.lookahead_decay, self.lookahead_power, max(total_steps, 1)
+        return lambda t: base * (t / total) ** power
+
+    def learner_plan(self, net, n_train: int) -> dict:
+        """Plain data both learners build from: {parameter: lr multiplier} (the batch-norm biases), decoupled
+        decay, the summed loss, Lookahead every k steps with decay(t), and the whitening bias's epochs."""
+        return {"lr_scales": {name: self.bias_lr_scale for name in bn_bias_names(net)}, "decoupled": True,
+                "loss_reduction": "sum", "lookahead_every": self.lookahead_every,
+                "lookahead_decay": self.lookahead_decay_at(self.total_steps(n_train)),
+                "train_epochs": {"whiten.bias": self.whiten_bias_epochs}}
+
+    def scratchnet_options(self, plan: dict) -> dict:
+        """ScratchnetLearner's factories for the plan: SGD with a default group at TrainConfig.lr and one at
+        bias_lr_scale x that (same decoupled decay), and a Lookahead over the model's whole state. No plan
+        (evaluating saved weights): none."""
+        if not plan:
+            return {}
+        c = self.train
+        scales = plan["lr_scales"]
+
+        def optimizer(model):
+            named = dict(model.named_parameters())
+            groups = [{"params": [p for n, p in named.items() if n not in scales]}]
+            for scale in sorted(set(scales.values())):
+                groups.append({"params": [named[n] for n, s in scales.items() if s == scale], "lr": c.lr * scale})
+            return optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                             weight_decay=c.weight_decay, decoupled=plan["decoupled"])
+
+        def lookahead(model):
+            return optim.Lookahead(nn.state_refs(model), k=plan["lookahead_every"], decay=plan["lookahead_decay"])
+        return {"optimizer": optimizer, "lookahead": lookahead, "loss_reduction": plan["loss_reduction"],
+                "train_epochs": plan["train_epochs"]}
+
+    def rationale(self) -> list[str]:
+        return AIRBENCH_RATIONALE
+
+    def describe(self) -> dict:
+        c = self.train
+        out = super().describe()
+        mu = c.momentum
+        out.update({
+            "optimizer": (f"SGD, Nesterov momentum {mu}, loss summed over the batch; per 1,024 examples lr "
+                          f"{self.lr_per_1024} (SGD lr {self.lr_per_1024} / (1024 (1 + 1/(1 - {mu}))) = {c.lr:.6g}) "
+                          f"and weight decay {self.weight_decay_per_1024} (published, coupled), applied decoupled "
+                          f"from the lr as {self.weight_decay_per_1024} / (2 - {mu}) = "
+                          f"{self.decoupled_weight_decay_per_1024:.6g} per 1,024 examples ({c.weight_decay:.6g} per "
+                          f"step of {c.batch_size}); batch-norm biases at {self.bias_lr_scale:g}x the lr, same "
+                          f"decay; whitening bias trained for the first {self.whiten_bias_epochs} epochs"),
+            "schedule": (f"triangle: lr factor 0.2 -> 1 at {100 * c.warmup_fraction:.0f}% of the steps -> 0.07, "
+                         f"over {c.epochs} epochs (the last one cut to its share of the steps)"),
+            "weight_averaging": (f"Lookahead every {self.lookahead_every} steps, decay {self.lookahead_decay:.6g} "
+                                 f"x (t/T)^{self.lookahead_power:g}, over the weights and batch-norm statistics; "
+                                 "per-epoch test accuracy of the live (fast) weights, the last epoch's of the "
+                                 "slow weights, which end the run"),
+        })
+        return out
+
+
+def recipe_for(model: str, seed: int = 0, recipe: str = "default", **overrides) -> Recipe:
+    """The model's recipe (RECIPES; recipe='airbench': AIRBENCH, the better net only) with the seed and any
+    flat overrides (None values are ignored). For airbench an `lr` override is the lr per 1,024 examples."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if recipe == "airbench":
+        if model != "better":
+            raise ValueError(f"the airbench recipe trains the better net, not {model!r}")
+        if "lr" in overrides:
+            overrides["lr_per_1024"] = overrides.pop("lr")
+        return AirbenchRecipe.from_flat(**{**AIRBENCH, "seed": seed, **overrides})
+    if recipe != "default":
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPE_NAMES}")
     flat = dict(RECIPES[model], seed=seed)
-    flat.update({k: v for k, v in overrides.items() if v is not None})
+    flat.update(overrides)
     return Recipe.from_flat(**flat)

@@ -54,16 +54,17 @@ class _P3Result(Result):
 # ------------------------------------------------------------------------------------------- results.json
 @dataclass(kw_only=True)
 class Hyperparameters:
-    """The run's recipe, flat: scratchnet.train.TrainConfig's fields plus P3's flip_mode and tta."""
-    epochs: int
+    """The run's recipe, flat: scratchnet.train.TrainConfig's fields plus P3's flip_mode and tta; the airbench
+    recipe adds `recipe` and its own settings (problems/p3/recipe.AirbenchRecipe), absent otherwise."""
+    epochs: int | float         # fractional: the last epoch runs its share of the steps
     batch_size: int
-    lr: float                   # peak learning rate
+    lr: float                   # peak learning rate (airbench: the SGD lr on the summed loss, derived)
     momentum: float
     nesterov: bool
     weight_decay: float
     label_smoothing: float
-    schedule: str               # 'onecycle', 'cosine' or 'constant'
-    warmup_fraction: float      # share of all steps spent warming up (onecycle)
+    schedule: str               # 'onecycle', 'triangle', 'cosine' or 'constant'
+    warmup_fraction: float      # share of all steps spent warming up (onecycle, triangle)
     crop_padding: int           # random-crop padding, pixels
     crop_mode: str              # 'zero' or 'reflect'
     flip: bool
@@ -72,6 +73,16 @@ class Hyperparameters:
     tta: int                    # test-time views: 0 none, 1 + mirror, 2 + mirror and 1-pixel shifts
     eval_batch_size: int
     seed: int
+    recipe: str | None = optional()                 # 'airbench' (absent: the default recipe)
+    lr_per_1024: float | None = optional()          # airbench: lr per 1,024 examples, loss summed
+    weight_decay_per_1024: float | None = optional()  # airbench: the published (coupled) decay per 1,024
+    bias_lr_scale: float | None = optional()        # airbench: batch-norm biases' lr multiplier
+    lookahead_every: int | None = optional()        # airbench: Lookahead's k
+    lookahead_decay: float | None = optional()      # airbench: decay(t) = this x (t/T)^lookahead_power
+    lookahead_power: float | None = optional()
+    whiten_bias_epochs: int | None = optional()     # airbench: epochs the whitening bias trains
+    bn_eps: float | None = optional()
+    bn_momentum: float | None = optional()          # PyTorch's convention (weight of the new statistic)
 
 
 @dataclass(kw_only=True)
@@ -132,8 +143,10 @@ class P3Result(_P3Result):
     model: str                              # 'small', 'small_bn' or 'better'
     backend: str                            # 'numpy', 'cupy' or 'torch'
     device: str | None = optional()         # 'cpu' or 'cuda': where training ran
-    epochs: int | None = optional()
+    epochs: int | float | None = optional()  # fractional: the last epoch ran its share of the steps
     stopped_after: int | None = optional()  # --stop-after: epochs run of a schedule spanning `epochs`
+    steps_per_epoch: int | None = optional()  # full epochs' optimizer steps (training images // batch)
+    total_steps: int | None = optional()    # the schedule's steps: ceil(epochs x steps_per_epoch)
     train_loss: list[float]                 # per epoch (empty: no history, e.g. --eval-only without one)
     train_accuracy: list[float]
     test_loss: list[float]

@@ -43,33 +43,40 @@ def make_learner(model: str, backend: str, recipe: Recipe, data=None, **model_op
 
     small/small_bn on torch: torch builds and initialises the net (same scheme). better on torch: the
     scratchnet net is built exactly as for numpy (whitening filters from the training images, Dirac convs,
-    zero head, the same seed) and the twin mirrors it, weights included, so both start identical."""
+    zero head, the same seed) and the twin mirrors it, weights included, so both start identical.
+    The recipe adds its model and whitening options and its learner plan (the airbench recipe's parameter
+    groups, decoupled decay, summed loss, Lookahead and whitening-bias epochs), the same on both sides;
+    without data (evaluating saved weights) there is no plan: nothing is trained."""
     config = recipe.train
     if backend == "torch" and model != "better":
         from .torch_reference import TorchLearner, default_device
         return TorchLearner(model, config, device=default_device(), ema_warmup=EMA_WARMUP)
     whitening = None
     if model == "better":
+        model_options = {**recipe.model_options(), **model_options}
         use_whitening = model_options.pop("whitening", True)  # False: the ablation's He-init first layer
         if data is not None and use_whitening:  # eval-only loads the saved filters instead
             from scratchnet.data.augment import channel_stats, normalize
             from scratchnet.init import patch_whitening_filters
             mean, std = channel_stats(data.train_x)
-            whitening = patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed)
+            whitening = patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed,
+                                                **recipe.whitening_options())
     net = models.build(model, seed=config.seed, whitening=whitening, **model_options)
+    plan = recipe.learner_plan(net, len(data.train_y)) if data is not None else {}
     if backend == "torch":
         from .torch_reference import TorchLearner, default_device
         try:
-            return TorchLearner(model, config, device=default_device(), net=net, ema_warmup=EMA_WARMUP)
+            return TorchLearner(model, config, device=default_device(), net=net, ema_warmup=EMA_WARMUP, **plan)
         except TypeError as e:  # a layer the twin cannot mirror
             raise UserError(f"--backend torch cannot mirror this {model} net: {e}") from None
     from scratchnet.train import ScratchnetLearner
-    return ScratchnetLearner(net, config, backend, ema_warmup=EMA_WARMUP)
+    return ScratchnetLearner(net, config, backend, ema_warmup=EMA_WARMUP, **recipe.scratchnet_options(plan))
 
 
-def better_extras(ablation_path: Path | None) -> dict:
-    """Part 3's results-file extras: the design rationale and, when its file exists, the ablation table."""
-    extras = {"rationale": RATIONALE, "design_notes": "docs/p3_better.md"}
+def better_extras(ablation_path: Path | None, rationale: list[str] | None = None) -> dict:
+    """Part 3's results-file extras: the design rationale (the default recipe's unless given) and, when its
+    file exists, the ablation table."""
+    extras = {"rationale": rationale or RATIONALE, "design_notes": "docs/p3_better.md"}
     if ablation_path is None:  # not asked for: the committed ablation, when the checkout has it
         ablation_path = DEFAULT_ABLATION if DEFAULT_ABLATION.is_file() else None
     elif not ablation_path.is_file():
@@ -122,18 +129,21 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
     epochs, accuracy, seconds_all = recipe.train.epochs, hist["test_accuracy"][-1], sum(hist["epoch_seconds"])
     weights = learner.weights()
     ran = len(hist["train_loss"])
+    steps_per_epoch = len(data.train_y) // recipe.train.batch_size
+    recipe_name = recipe.own_settings().get("recipe", "default")
     fields = {
         "problem": "p3", "model": model, "backend": backend, "device": device_of(learner), "epochs": epochs,
-        **({"stopped_after": ran} if ran < epochs else {}), **hist,
+        **({"stopped_after": ran} if ran < recipe.train.epoch_count else {}),
+        "steps_per_epoch": steps_per_epoch, "total_steps": recipe.train.total_steps(steps_per_epoch), **hist,
         "final_test_accuracy": accuracy, "final_test_error": 1 - accuracy,
         "seconds": seconds_all, "seconds_this_invocation": seconds, "command": command_line(),
         "hyperparameters": recipe.flat(), **recipe.describe(),
         "normalisation": "per-channel mean/std of the training set",
-        "initialisation": models.initialisation_for(model), "architecture": models.ARCHITECTURE[model],
+        "initialisation": models.initialisation_for(model, recipe_name), "architecture": models.ARCHITECTURE[model],
         "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source,
         "data_dir": portable_path(data.directory, data_dir), "n_train": int(len(data.train_y)),
         "n_test": int(len(data.test_y)), "weights_file": "weights.npz", "layers": models.layer_table_for(model),
-        **(better_extras(ablation) if model == "better" else {}),
+        **(better_extras(ablation, recipe.rationale()) if model == "better" else {}),
         "filter_stats": measured_filters(model, weights, backend, recipe.train.seed), "figures": {},
         "discussion": discussion_for(model, accuracy, data.source, epochs, seconds_all, backend)}
     return P3Result.from_json(fields), weights
