@@ -394,6 +394,133 @@ def test_fit_with_the_better_recipe_is_the_same_run_on_both_backends(monkeypatch
         np.testing.assert_allclose(wt[k], ws[k], rtol=1e-7, atol=1e-10, err_msg=k)
 
 
+def _tiny_data(n_train=48, n_test=20, seed=0):
+    from scratchnet.data.cifar import CifarData
+    rng = np.random.default_rng(seed)
+    return CifarData(rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n_train),
+                     rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n_test),
+                     tuple("abcdefghij"), "random", None)
+
+
+def test_airbench_learners_match_over_steps_with_groups_decay_lookahead_and_freeze():
+    """The airbench recipe's learner plan on both learners, float64: summed loss, SGD groups (batch-norm
+    biases at 64x the lr), decoupled decay, the triangle schedule, Lookahead every 5 steps over weights and
+    batch-norm statistics, the whitening bias frozen from epoch 2 (whiten_bias_epochs=1 here). Seven steps
+    (a sync at 5), then finish(): losses, live weights, running statistics, the slow weights and the TTA
+    logits are equal; the frozen bias moves only at the sync; a twin checkpoint resumes to the same step."""
+    from problems.p3.recipe import EMA_WARMUP, TTA_VIEWS, AirbenchRecipe, recipe_for
+    from scratchnet.train import ScratchnetLearner
+    recipe = recipe_for("better", recipe="airbench", batch_size=4, whiten_bias_epochs=1)
+    assert isinstance(recipe, AirbenchRecipe) and recipe.train.ema_decay == 0
+    cfg = recipe.train
+    net = _better_net(widths=(16, 32, 32))
+    plan = recipe.learner_plan(net, n_train=8)  # 2 steps per epoch: T = ceil(9.9 * 2) = 20
+    assert plan["lr_scales"] == {f"block{i}_bn{j}.bias": 64.0 for i in (1, 2, 3) for j in (1, 2)}
+    assert plan["lookahead_decay"](20) == pytest.approx(0.95 ** 5) and plan["lookahead_decay"](10) < 0.1
+    tl = tr.TorchLearner("better", cfg, "cpu", net=net, ema_warmup=EMA_WARMUP, **plan)  # copies the weights now
+    sl = ScratchnetLearner(net, cfg, "numpy", ema_warmup=EMA_WARMUP, **recipe.scratchnet_options(plan))
+    assert tl.dtype == torch.float64 and [len(g["params"]) for g in sl.optimizer.param_groups] == \
+        [len(g["params"]) for g in tl.optimizer.param_groups]
+    schedule = cfg.schedule_for(2)
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((4, 32, 32, 3)), rng.integers(0, 10, 4)) for _ in range(8)]
+    bias = []
+    for step, (x, y) in enumerate(batches[:7]):
+        if step in (0, 3):
+            sl.start_epoch(step // 3), tl.start_epoch(step // 3)
+        lr = cfg.lr * schedule.factor(step)
+        sl.set_lr(lr), tl.set_lr(lr)
+        (ls, cs), (lt, ct) = sl.train_step(x, y), tl.train_step(x, y)
+        np.testing.assert_allclose(ls, lt, rtol=1e-9)
+        assert cs == ct
+        bias.append(sl.model.whiten.bias.data.copy())
+    assert not np.array_equal(bias[0], bias[1]) and not np.array_equal(bias[1], bias[2])  # trained in epoch 1
+    np.testing.assert_array_equal(bias[3], bias[2])       # frozen: no gradient, no decay
+    assert not np.array_equal(bias[4], bias[3])           # the Lookahead's sync after step 5 still moves it
+    np.testing.assert_array_equal(bias[6], bias[4])       # ... and then it stays
+    live_s, live_t = sl.model.state_dict(), tr.twin_state(tl.model)
+    for k in live_s:
+        np.testing.assert_allclose(live_t[k], live_s[k], rtol=1e-7, atol=1e-10, err_msg=k)
+    checkpoint = tl.state()
+    sl.finish(), tl.finish()
+    slow_s, slow_t = sl.weights(), tl.weights()
+    assert not np.allclose(slow_s["block2_conv2.weight"], live_s["block2_conv2.weight"])  # 2 fast steps undone
+    assert not np.allclose(slow_s["block1_bn1.running_mean"], live_s["block1_bn1.running_mean"])  # stats too
+    for k in slow_s:
+        np.testing.assert_allclose(slow_t[k], slow_s[k], rtol=1e-7, atol=1e-10, err_msg=k)
+    x = batches[7][0]
+    np.testing.assert_allclose(tl.predict_logits(x, TTA_VIEWS[2]), sl.predict_logits(x, TTA_VIEWS[2]),
+                               rtol=1e-7, atol=1e-10)
+    a = tr.TorchLearner("better", cfg, "cpu", net=_better_net(widths=(16, 32, 32), seed=5), **plan)
+    b = tr.TorchLearner("better", cfg, "cpu", net=_better_net(widths=(16, 32, 32), seed=6), **plan)
+    a.load_state(checkpoint), b.load_state(checkpoint)
+    for learner in (a, b):
+        learner.start_epoch(3)
+        learner.set_lr(cfg.lr * schedule.factor(7))
+        learner.train_step(*batches[7])
+        learner.train_step(*batches[6])  # step 9 of T: no sync; step 10 syncs
+        learner.train_step(*batches[5])
+    for k, v in a.weights().items():
+        np.testing.assert_array_equal(b.weights()[k], v, err_msg=k)
+    assert a.lookahead["t"] == 10
+
+
+def test_fit_with_the_airbench_recipe_is_the_same_run_on_both_backends(monkeypatch):
+    """The airbench recipe through fit, float64, 48 generated images, batch 8 (6 steps per epoch) over 1.75
+    epochs (11 steps: the second epoch cut to 5), the whitening bias trained in the first epoch only:
+    make_learner builds both sides (uncentered whitening from every patch, batch-norm eps 1e-12, the plan);
+    histories (the last epoch on the Lookahead's slow weights, with the 6 test-time views) and the final
+    weights agree."""
+    import scratchnet as sn
+    from problems.p3.recipe import recipe_for
+    from problems.p3.run import make_learner
+    from scratchnet import train
+    from scratchnet.data import augment
+    monkeypatch.setattr(train, "normalize", lambda x, mean, std: augment.normalize(x, mean, std, np.float64))
+    data = _tiny_data()
+    recipe = recipe_for("better", recipe="airbench", epochs=1.75, batch_size=8, whiten_bias_epochs=1)
+    assert recipe.train.total_steps(6) == 11 and recipe.train.epoch_count == 2
+    runs = {}
+    for backend in ("numpy", "torch"):
+        with sn.backend.default_dtype_as(np.float64):
+            learner = make_learner("better", backend, recipe, data, widths=(8, 16, 16))
+        w0 = learner.weights()["whiten.weight"]
+        history = recipe.fit(learner, data, progress=False, log=lambda *a: None)
+        runs[backend] = (history, learner.weights(), w0)
+    (hs, ws, w0s), (ht, wt, w0t) = runs["numpy"], runs["torch"]
+    np.testing.assert_array_equal(w0t, w0s)
+    assert len(hs.train_loss) == 2 and hs.final_test_accuracy_without_tta is not None
+    np.testing.assert_allclose(ht.train_loss, hs.train_loss, rtol=1e-8)
+    np.testing.assert_allclose(ht.test_loss, hs.test_loss, rtol=1e-8)
+    assert ht.train_accuracy == hs.train_accuracy and ht.test_accuracy == hs.test_accuracy
+    assert ht.final_test_accuracy_without_tta == hs.final_test_accuracy_without_tta
+    assert sorted(wt) == sorted(ws)
+    for k in ws:
+        np.testing.assert_allclose(wt[k], ws[k], rtol=1e-7, atol=1e-10, err_msg=k)
+
+
+def test_script_trains_the_airbench_twin_and_records_the_recipe(repo_root, tmp_path):
+    """`--model better --recipe airbench --backend torch` on a tiny generated CIFAR-10 (80 images, batch 16,
+    1.5 epochs: 5 + 3 steps) records the airbench settings, the steps and the Lookahead."""
+    import json
+    import subprocess
+    import sys
+    make_pickles(tmp_path / "data", n_per_batch=16, n_test=20)
+    r = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--model", "better", "--recipe", "airbench",
+                        "--backend", "torch", "--epochs", "1.5", "--batch-size", "16", "--data-dir",
+                        str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--no-progress"],
+                       capture_output=True, text=True, cwd=repo_root, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["backend"] == "torch" and res["epochs"] == 1.5 and len(res["test_accuracy"]) == 2
+    assert (res["steps_per_epoch"], res["total_steps"]) == (5, 8) and "stopped_after" not in res
+    hp = res["hyperparameters"]
+    assert hp["recipe"] == "airbench" and hp["lr_per_1024"] == 11.5 and hp["weight_decay_per_1024"] == 0.0153
+    assert hp["batch_size"] == 16 and hp["schedule"] == "triangle" and hp["ema_decay"] == 0.0
+    assert "Lookahead" in res["weight_averaging"] and "64x" in res["optimizer"]
+    assert res["parameters"] == 1_971_352
+
+
 def test_script_trains_the_better_twin_and_writes_results(repo_root, tmp_path):
     """`--model better --backend torch` runs one epoch on a tiny generated CIFAR-10 and records the run as
     the twin's, with the recipe's settings and weights that load into scratchnet's better net."""

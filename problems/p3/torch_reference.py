@@ -29,6 +29,12 @@ What the better twin mirrors, and how (`torch_twin`):
 - the EMA of the weights (TorchLearner) averages the trained parameters only, with scratchnet's warm-up
   decay min(decay, (1 + t) / (ema_warmup + t)) after step t; batch norm's running statistics are the live
   ones (scratchnet's EMA does not average buffers either).
+- the airbench recipe (problems/p3/recipe.AirbenchRecipe, its learner_plan): parameter groups by lr
+  multiplier (batch-norm biases at 64x), each group's lr scaled by the schedule as scratchnet's
+  Optimizer.group_lr does; decoupled weight decay as scratchnet's SGD(decoupled=True) (torch's SGD has
+  none: the weights shrink by 1 - factor x wd before torch's step, whose own weight_decay is 0); the loss
+  summed over the batch; Lookahead over the floating entries of the state_dict (weights and batch-norm
+  statistics) with torch.lerp_; the whitening bias's requires_grad off after its epochs.
 
 Weight layouts: scratchnet conv weights are HWIO (kh, kw, C_in, C_out), torch's OIHW (C_out, C_in, kh, kw);
 scratchnet linear weights are (in, out) (y = x W + b), torch's (out, in). The conversion walks the layers in
@@ -290,7 +296,12 @@ class TorchLearner:
     Inputs are converted to the model's dtype (float32, or float64 for a float64 twin in the tests).
     """
 
-    def __init__(self, model_name: str, config, device: str = "cpu", net=None, ema_warmup: int = 0):
+    def __init__(self, model_name: str, config, device: str = "cpu", net=None, ema_warmup: int = 0, *,
+                 lr_scales: dict | None = None, decoupled: bool = False, loss_reduction: str = "mean",
+                 lookahead_every: int = 0, lookahead_decay=None, train_epochs: dict | None = None):
+        """The keyword-only options are a recipe's learner plan (problems/p3/recipe.Recipe.learner_plan):
+        lr_scales {parameter name: lr multiplier}, decoupled decay, loss_reduction 'mean' or 'sum',
+        Lookahead every k steps with decay(t) (k = 0: none), train_epochs {parameter name: epochs trained}."""
         torch.manual_seed(config.seed)
         if device.startswith("cuda"):  # a reference: strict float32 (no TF32) and reproducible cuDNN
             torch.backends.cudnn.allow_tf32 = False
@@ -307,18 +318,74 @@ class TorchLearner:
         self.from_net = net is not None
         self.params = list(self.model.parameters())  # the trained ones: frozen weights are buffers
         self.dtype = self.params[0].dtype
-        self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum,
-                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
+        named = dict(self.model.named_parameters())
+        scales, self.train_epochs = dict(lr_scales or {}), dict(train_epochs or {})
+        unknown = sorted((set(scales) | set(self.train_epochs)) - set(named))
+        if unknown:
+            raise ValueError(f"lr_scales / train_epochs name {unknown}, which are not parameters of the model")
+        if loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
+        self.decoupled, self.loss_reduction = decoupled, loss_reduction
+        # groups as scratchnet's recipe builds them: the default one at config.lr, one per lr multiplier
+        groups = [{"params": [p for n, p in named.items() if n not in scales], "lr": config.lr}]
+        for scale in sorted(set(scales.values())):
+            groups.append({"params": [named[n] for n, s in scales.items() if s == scale], "lr": config.lr * scale})
+        self.group_lr0 = [g["lr"] for g in groups]
+        self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                                         weight_decay=0.0 if decoupled else config.weight_decay)
+        self.lr_factor = 1.0
         self.steps = 0
         self.ema = self._fresh_ema()
+        self.lookahead_every, self.lookahead_decay = lookahead_every, lookahead_decay
+        if lookahead_every and lookahead_decay is None:
+            raise ValueError("Lookahead needs its decay (a number or a function of the step)")
+        self.lookahead = self._fresh_lookahead()
 
     def _fresh_ema(self):
         """The weight average's shadow copies (None without EMA), starting at the current weights."""
         return [p.detach().clone() for p in self.params] if self.config.ema_decay else None
 
+    def _lookahead_targets(self):
+        """What the Lookahead moves: every floating entry of the state_dict (trained weights, batch-norm
+        statistics, the frozen whitening filters, which never move), the model's own tensors."""
+        return [t for t in self.model.state_dict(keep_vars=True).values() if t.is_floating_point()]
+
+    def _fresh_lookahead(self):
+        """{'t': steps seen, 'slow': copies of the targets} (None without Lookahead)."""
+        if not self.lookahead_every:
+            return None
+        return {"t": 0, "slow": [t.detach().clone() for t in self._lookahead_targets()]}
+
     def set_lr(self, lr: float):
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        """The schedule's lr for config.lr: the default group steps with it exactly, other groups with their
+        lr times lr / config.lr (scratchnet's Optimizer.group_lr), and decoupled decay follows that factor."""
+        self.lr_factor = lr / self.config.lr if self.config.lr else 1.0
+        for group, lr0 in zip(self.optimizer.param_groups, self.group_lr0):
+            group["lr"] = lr if lr0 == self.config.lr else lr0 * self.lr_factor
+
+    def start_epoch(self, epoch: int):
+        """Freeze the parameters whose training epochs (train_epochs) are over (no gradient: no update)."""
+        named = dict(self.model.named_parameters())
+        for name, k in self.train_epochs.items():
+            named[name].requires_grad_(epoch < k)
+
+    def finish(self):
+        """After the last step: the Lookahead's slow weights become the model's."""
+        if self.lookahead is not None:
+            with torch.no_grad():
+                for s, t in zip(self.lookahead["slow"], self._lookahead_targets()):
+                    t.copy_(s)
+
+    def _lookahead_step(self):
+        la = self.lookahead
+        la["t"] += 1
+        if la["t"] % self.lookahead_every:
+            return
+        d = self.lookahead_decay(la["t"]) if callable(self.lookahead_decay) else self.lookahead_decay
+        with torch.no_grad():
+            for s, t in zip(la["slow"], self._lookahead_targets()):
+                s.lerp_(t, 1 - d)
+                t.copy_(s)
 
     def to_device(self, x):
         return x  # host numpy arrays; converted per step
@@ -330,11 +397,20 @@ class TorchLearner:
         self.model.train()
         logits = self.model(self._input(x))
         target = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
-        loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
+        loss = nn.functional.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing,
+                                           reduction=self.loss_reduction)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.decoupled and self.config.weight_decay:  # SGDW: shrink first, as scratchnet's SGD(decoupled=True)
+            with torch.no_grad():
+                for group in self.optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.mul_(1 - self.lr_factor * self.config.weight_decay)
         self.optimizer.step()
         self.steps += 1
+        if self.lookahead is not None:
+            self._lookahead_step()
         if self.ema is not None:  # as ScratchnetLearner: decay min(d, (1 + t) / (warmup + t)) after step t
             t, decay = self.steps, self.config.ema_decay
             d = min(decay, (1 + t) / (self.ema_warmup + t)) if self.ema_warmup else decay
@@ -342,7 +418,8 @@ class TorchLearner:
                 for s, p in zip(self.ema, self.params):  # s <- d s + (1 - d) p, in scratchnet's order
                     s.mul_(d)
                     s.add_((1 - d) * p)
-        return float(loss.detach()), int((logits.argmax(dim=1) == target).sum())
+        mean_loss = float(loss.detach()) / len(target) if self.loss_reduction == "sum" else float(loss.detach())
+        return mean_loss, int((logits.argmax(dim=1) == target).sum())
 
     def _swap_ema(self):
         """Exchange live and averaged weights (twice restores them); the optimizer keys on the Parameters."""
@@ -382,12 +459,14 @@ class TorchLearner:
         else:
             from_flat_dict(self.model, weights, scratchnet_names(self.model_name))
         self.ema = self._fresh_ema()
+        self.lookahead = self._fresh_lookahead()
 
     def state(self) -> dict:
         import io as _io
         buf = _io.BytesIO()
         torch.save({"model": self.model.state_dict(), "optim": self.optimizer.state_dict(), "steps": self.steps,
-                    **({"ema": self.ema} if self.ema is not None else {})}, buf)
+                    **({"ema": self.ema} if self.ema is not None else {}),
+                    **({"lookahead": self.lookahead} if self.lookahead is not None else {})}, buf)
         return {"torch_state": np.frombuffer(buf.getvalue(), dtype=np.uint8)}
 
     def load_state(self, st: dict):
@@ -400,6 +479,13 @@ class TorchLearner:
             if "ema" not in blob:
                 raise KeyError("the checkpoint has no weight average (EMA) to resume")
             self.ema = [s.to(self.device, p.dtype) for s, p in zip(blob["ema"], self.params, strict=True)]
+        if self.lookahead is not None:
+            if "lookahead" not in blob:
+                raise KeyError("the checkpoint has no Lookahead state to resume")
+            targets = self._lookahead_targets()
+            self.lookahead = {"t": int(blob["lookahead"]["t"]),
+                              "slow": [s.to(self.device, t.dtype)
+                                       for s, t in zip(blob["lookahead"]["slow"], targets, strict=True)]}
 
 
 class Scale(nn.Module):
