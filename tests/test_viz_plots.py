@@ -75,3 +75,21 @@ def test_plots_write_pngs(tmp_path):
         with Image.open(path) as im:
             assert im.format == "PNG" and im.size[0] > 200
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_report_figures_are_drawn_near_the_size_they_print(tmp_path):
+    """The report prints these at about 95-110 mm (curves) and at the 176-mm text width (the 37-breed
+    confusion matrix): drawn wider, their 7-9 pt text would print below 7 pt."""
+    from problems.common.plots import plot_accuracy_vs_time, plot_loss_curves
+    from problems.p2.linear_probe import plot_confusion
+
+    def inches(path, dpi=120):
+        with Image.open(path) as im:
+            return im.size[0] / dpi
+    loss = plot_loss_curves([("a", [1, 2, 3], [2.0, 1.5, 1.2]), ("b", [1, 2, 3], [1.8, 1.2, 1.0])], tmp_path / "l.png")
+    acc = plot_accuracy_vs_time([("a", [10, 20], [0.5, 0.6])], tmp_path / "a.png")
+    assert inches(loss) <= 4.6 and inches(acc) <= 4.6
+    names = [f"breed_name_{i:02d}" for i in range(37)]
+    cm = np.eye(37, dtype=int) * 20
+    plot_confusion(cm, names, tmp_path / "cm.png", "confusion")
+    assert inches(tmp_path / "cm.png") <= 6.95

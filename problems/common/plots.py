@@ -25,13 +25,23 @@ def save_figure(fig, path, dpi: int = 120, bbox_inches="tight") -> Path:
     return Path(path)
 
 
+def _print_sized(ax, legend: bool) -> None:
+    """Fonts for a figure drawn at its printed size (about 4.4 in wide): >= 7.5 pt on paper."""
+    ax.xaxis.label.set_fontsize(8.5)
+    ax.yaxis.label.set_fontsize(8.5)
+    ax.title.set_fontsize(9)
+    ax.tick_params(labelsize=8)
+    if legend:
+        ax.legend(fontsize=8)
+
+
 def plot_loss_curves(curves, path, title: str = "Training loss", ylabel: str = "training loss (cross-entropy)",
                      logy: bool = False) -> Path:
     """One line per run: `curves` is a list of (label, epochs, losses); epochs are 1-based numbers.
 
     Used for a single run and for the with/without batch-norm comparison (two curves, one axis).
     """
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(4.4, 3.0))  # the report prints it beside a table, about 110 mm wide
     ax = fig.add_subplot(1, 1, 1)
     for label, epochs, losses in curves:
         ax.plot(list(epochs), list(losses), marker="o", markersize=3, label=label)
@@ -42,8 +52,7 @@ def plot_loss_curves(curves, path, title: str = "Training loss", ylabel: str = "
         ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if len(curves) > 1 or any(label for label, _, _ in curves):
-        ax.legend()
+    _print_sized(ax, legend=len(curves) > 1 or any(label for label, _, _ in curves))
     return save_figure(fig, path)
 
 
@@ -53,7 +62,7 @@ def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
 
     Accuracies are fractions in [0, 1] (shown as such, axis labelled).
     """
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(4.2, 2.9))  # printed at half the text width (95 mm)
     ax = fig.add_subplot(1, 1, 1)
     for label, seconds, accuracies in runs:
         ax.plot(list(seconds), list(accuracies), marker="o", markersize=3, label=label)
@@ -61,8 +70,7 @@ def plot_accuracy_vs_time(runs, path, title: str = "Test accuracy vs wall time",
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if runs:
-        ax.legend()
+    _print_sized(ax, legend=bool(runs))
     return save_figure(fig, path)
 
 
