@@ -141,9 +141,9 @@ def test_study_round_trips_and_its_text_follows_the_fixture():
                                "reached (13 against 150) and less time in all (2.9 s against 35.0 s).")
     s = sweep_facts(d)
     assert s.eps == [1.0, 2.0, 4.0] and s.rows["eot"][2.0].all_kept == 1 and s.rows["plain"][4.0].all_kept == 1
-    assert s.sentences[0] == ("Plain attack: target reached on the image 2 of 2 at every eps (1 to 4); kept under "
-                              "all 4 transforms 0 of 2 at eps 1 and 2, 1 of 2 at eps 4.")
-    assert s.sentences[1].endswith("0 of 2 at eps 1, 1 of 2 at eps 2, 2 of 2 at eps 4.")
+    assert s.sentences[0] == ("Plain attack: target reached (untransformed) on 2 of 2 images at every eps (1 to 4); "
+                              "kept under all 4 transforms on 0 of 2 images at eps 1 and 2, 1 of 2 at eps 4.")
+    assert s.sentences[1].endswith("0 of 2 images at eps 1, 1 of 2 at eps 2, 2 of 2 at eps 4.")
     assert s.sentences[2] == ("The smallest eps at which every image's target survived every transform: 4/255 for "
                               "the EOT attack, none up to 4/255 for the plain attack.")
 
@@ -202,7 +202,7 @@ def test_report_without_the_study_or_a_part_shows_boxes(tmp_path):
     assert len(boxes) == 2 and all("problems/p4_study.py" in b for b in boxes)
     assert "update-rule comparison" in boxes[0] and "EOT eps sweep" in boxes[1]
     assert "--parts" not in boxes[0] and "--from-recorded" not in boxes[0]      # the command that computes them
-    assert "kept under all 4 transforms 0 of 2 at eps 1 and 2" in p4 and "EOT attack:" not in p4
+    assert "kept under all 4 transforms on 0 of 2 images at eps 1 and 2" in p4 and "EOT attack:" not in p4
     (root / "p4" / "study.json").unlink()
     p4 = _p4_section(root, tmp_path / "out2")
     assert "Not yet produced:</strong> the update-rule comparison and the eps sweep" in p4

@@ -231,7 +231,7 @@ def sweep_rows(s: EpsSweep) -> list[SweepRow]:
     return rows
 
 
-def _counts(rows: list[SweepRow], attr: str) -> str:
+def _counts(rows: list[SweepRow], attr: str, noun: str = "") -> str:
     """'0 of 4 at eps 1 and 2, 4 of 4 at eps 4 to 16': runs of equal counts along the grid."""
     groups: list[list[SweepRow]] = []
     for r in rows:
@@ -240,12 +240,12 @@ def _counts(rows: list[SweepRow], attr: str) -> str:
         else:
             groups.append([r])
     if len(groups) == 1 and len(rows) > 1:
-        return f"{getattr(rows[0], attr)} of {rows[0].n} at every eps ({fmt_g(rows[0].eps)} to {fmt_g(rows[-1].eps)})"
+        return f"{getattr(rows[0], attr)} of {rows[0].n}{' ' + noun if noun else ''} at every eps ({fmt_g(rows[0].eps)} to {fmt_g(rows[-1].eps)})"
     out = []
     for g in groups:
         eps = [fmt_g(r.eps) for r in g]
         where = eps[0] if len(g) == 1 else (" and ".join(eps) if len(g) == 2 else f"{eps[0]} to {eps[-1]}")
-        out.append(f"{getattr(g[0], attr)} of {g[0].n} at eps {where}")
+        out.append(f"{getattr(g[0], attr)} of {g[0].n}{' ' + noun if noun and not out else ''} at eps {where}")
     return ", ".join(out)
 
 
@@ -267,8 +267,8 @@ def sweep_facts(d: P4Study) -> SweepFacts | None:
     n_tr = len(TRANSFORM_NAMES) - 1
     for k, rs in rows.items():
         name = KIND_LABEL[k][0].upper() + KIND_LABEL[k][1:]
-        sentences.append(f"{name}: target reached on the image {_counts(rs, 'on_image')}; kept under all "
-                         f"{n_tr} transforms {_counts(rs, 'all_kept')}.")
+        sentences.append(f"{name}: target reached (untransformed) on {_counts(rs, 'on_image', 'images')}; kept "
+                         f"under all {n_tr} transforms on {_counts(rs, 'all_kept', 'images')}.")
     robust = {k: next((r.eps for r in rs if r.all_kept == r.n), None) for k, rs in rows.items()}
     if len(robust) == 2:
         bits = [f"{fmt_g(robust[k])}/255 for the {KIND_LABEL[k]}" if robust[k] is not None else
