@@ -134,3 +134,18 @@ class Result:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ResultError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
         return cls.from_json(obj)
+
+
+def read_result(cls, path, what: str, missing_hint: str = ""):
+    """The `cls` result in the JSON file `path` for a command line: a missing file, a folder, an unreadable
+    file or one with the wrong fields is one UserError line naming `what` and the file (and, when missing,
+    `missing_hint`: how to make it)."""
+    from problems.common.cli import UserError
+    path = Path(path)
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"{what} {path} {state}" + (f"; {missing_hint}" if missing_hint and not path.is_dir() else ""))
+    try:
+        return cls.read(path)
+    except ResultError as e:
+        raise UserError(f"{what} {path}: {e}") from None

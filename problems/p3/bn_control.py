@@ -25,7 +25,7 @@ from pathlib import Path
 from problems.common.cli import UserError, add_common_args, command_line, portable_path
 from problems.common.downloads import add_download_flag
 from problems.common.fmt import fmt_g, fmt_pct
-from problems.common.result import Result, ResultError
+from problems.common.result import Result, read_result
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDED = REPO / "recorded" / "p3_bn_control.json"
@@ -140,10 +140,7 @@ def cell_from_result(r, role: str, path: Path) -> ControlCell:
 def _read_run(path: Path, model: str, lr: float, epochs: int, seed: int, batch_size: int, what: str):
     """A P3 results.json checked to be `model` trained at `lr` with the control's epochs, seed and batch."""
     from .result import P3Result
-    try:
-        r = P3Result.read(path)
-    except ResultError as e:
-        raise UserError(f"{what} {path}: {e}") from None
+    r = read_result(P3Result, path, what)
     h = r.hyperparameters
     if r.model != model or not math.isclose(h.lr, lr) or (h.epochs, h.seed, h.batch_size) != (epochs, seed, batch_size):
         raise UserError(f"{what} {path} is {r.model} at lr {fmt_g(h.lr)}, {h.epochs} epochs, seed {h.seed}, batch "
@@ -274,12 +271,7 @@ def parse_args(argv):
 
 
 def from_recorded(path: Path, out: Path) -> P3BNControl:
-    if not path.is_file():
-        raise UserError(f"recorded control {path} does not exist; train it with: python problems/p3_bn_control.py")
-    try:
-        result = P3BNControl.read(path)
-    except ResultError as e:
-        raise UserError(f"recorded control {path}: {e}") from None
+    result = read_result(P3BNControl, path, "recorded control", "train it with: python problems/p3_bn_control.py")
     result.recorded_from = portable_path(path)
     result.discussion = discussion(result.cells, result.lrs)  # today's wording, the recorded numbers
     return result

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from problems.common.cli import UserError, add_common_args, command_line, portable_path
 from problems.common.fmt import fmt_int, fmt_pct
-from problems.common.result import Result, ResultError
+from problems.common.result import Result, read_result
 
 from .result import P3Result
 
@@ -105,13 +105,7 @@ def discussion(models: list[TwinModel]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- building
 def _read(path: Path) -> P3Result:
-    if not path.is_file():
-        raise UserError(f"results file {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
-                        "expected a P3 results.json")
-    try:
-        return P3Result.read(path)
-    except ResultError as e:
-        raise UserError(f"{path} is not a P3 results.json ({e})") from None
+    return read_result(P3Result, path, "P3 results file", "expected a P3 results.json")
 
 
 def pair(scratchnet_path: Path, torch_path: Path) -> tuple[TwinModel, P3Result]:
@@ -168,13 +162,8 @@ def build(pairs) -> P3TwinCheck:
 
 def from_recorded(path: Path) -> P3TwinCheck:
     """A committed check, re-read (every field checked) with its text made again from its numbers."""
-    if not path.is_file():
-        raise UserError(f"recorded twin check {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
+    check = read_result(P3TwinCheck, path, "recorded twin check",
                         "expected the results.json that problems/p3_twin_check.py --pair wrote")
-    try:
-        check = P3TwinCheck.read(path)
-    except ResultError as e:
-        raise UserError(f"recorded twin check {path} is not a P3TwinCheck results file ({e})") from None
     check.recorded_from = portable_path(path)
     check.discussion = discussion(check.models)
     return check

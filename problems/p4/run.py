@@ -254,20 +254,26 @@ def attack_eot(clf: Classifier, jobs, plain: P4Result, s: Settings, out: Path,
 
 
 # ------------------------------------------------------------------------------------------ run
+
+def start_torch(seed: int, threads: int | None, device: str):
+    """torch seeded, with `threads` CPU threads and the device checked: how every P4 run starts."""
+    seed_everything(seed)
+    import torch
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
+    return torch
+
 def run(s: Settings, out, images=(), targets=(), command: str | None = None,
         on_plain: Callable[[P4Result, list[Attacked]], None] | None = None) -> Outcome:
     """Attack `images` (paired with `targets`: ids or ImageNet names; none: the four-image demo), and with
     s.eot the EOT attack too. Adversarial PNGs go to `out`; `on_plain` sees the plain attack's results
     before the (slow) EOT attack starts."""
-    seed_everything(s.seed)
-    import torch
+    torch = start_torch(s.seed, s.threads, s.device)
     from problems.common.pretrained import (imagenet_class_names, load_pretrained, preprocessing_info,
                                             with_normalization)
-    torch.manual_seed(s.seed)
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    if s.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
     names = imagenet_class_names()
     jobs = plan_jobs(images, targets, names, s.data_dir)
     check_inputs(jobs, out, s.eot)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from problems.common.cli import UserError, portable_path, seed_everything
+from problems.common.cli import UserError, portable_path
 from problems.p4.attack import attack, robustness, to_pil, to_uint8_tensor
 from problems.p4.result import ClassRef
-from problems.p4.run import EOT_EPS, Classifier, demo_images
+from problems.p4.run import EOT_EPS, Classifier, demo_images, start_torch
 from problems.p4.study_result import (PARTS, EpsSweep, MethodRow, MethodTable, P4Study, PartSource, StudyImage,
                                       SweepPoint)
 
@@ -141,15 +141,9 @@ def run_sweep(clf: Classifier, inputs, s: StudySettings, kind: str, command: str
 
 def run_study(s: StudySettings, command: str) -> P4Study:
     """Load the classifier once and compute the parts in s.parts."""
-    seed_everything(s.seed)
-    import torch
+    torch = start_torch(s.seed, s.threads, s.device)
     from problems.common.pretrained import (load_image_rgb, load_pretrained, preprocessing_info,
                                             with_normalization)
-    torch.manual_seed(s.seed)
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    if s.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
     jobs = study_jobs(s)
     for path, _ in jobs:          # every input is read before any work starts
         load_image_rgb(path)

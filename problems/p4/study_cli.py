@@ -26,7 +26,7 @@ from pathlib import Path
 
 from problems.common.cli import (UserError, add_common_args, command_line, portable_path, positive_int,
                                  thread_count, unit_interval)
-from problems.common.result import ResultError
+from problems.common.result import read_result
 from problems.p4.run import parse_eps
 from problems.p4.study import EOT_EPS_GRID, PLAIN_EPS_GRID, StudySettings, check_compatible, merge, run_study
 from problems.p4.study_result import PARTS, P4Study
@@ -106,13 +106,8 @@ def settings(args) -> StudySettings:
 
 
 def read_recording(path: Path) -> P4Study:
-    if not path.is_file():
-        raise UserError(f"recorded study {path} does not exist; compute it with: python problems/p4_study.py, "
-                        "then copy results/p4/study.json there")
-    try:
-        return P4Study.read(path)
-    except ResultError as e:
-        raise UserError(f"recorded study {path}: {e}") from None
+    return read_result(P4Study, path, "recorded study", "compute it with: python problems/p4_study.py, then copy "
+                       "results/p4/study.json there")
 
 
 def write(study: P4Study, out: Path) -> Path:
