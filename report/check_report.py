@@ -46,7 +46,7 @@ REQUIRED = {
            ("part 3 single view beside test-time augmentation", r"single view"),
            ("loss curves", r"loss per epoch")],
     "p4": [("the space shuttle target", r"space shuttle"),
-           ("the assignment's update rule compared", r"probability.gradient|gradient of the (target )?probability"),
+           ("the assignment's update rule compared", r"assignment's update rule|probability.gradient"),
            ("robustness to flip, crop, rotation, greyscale", r"(?i)flip.*crop.*rot.*gr[ae]yscale"),
            ("success against eps", r"(?i)against eps|vs\.? eps|per eps")],
     "p5": [("the weights", r"The weights"), ("the verification", r"Verification")],
