@@ -83,10 +83,11 @@ def test_committed_companions_load(name):
     assert {k: v for k, v in r.to_json().items() if k in obj} == obj     # older files: defaults fill the rest
 
 
-def test_committed_ablation_loads():
+def test_committed_ablation_loads_and_was_scored_on_the_validation_split():
     obj = json.loads((REPO / "weights" / "p3_better_ablation.json").read_text())
     ab = _same(AblationResult, obj)
-    assert ab.variants[0].final_test_accuracy == 0.6062
+    assert "validation" in ab.evaluated_on and ab.variants[0].final_val_accuracy == obj["variants"][0]["final_val_accuracy"]
+    assert sorted({v.seed for v in ab.variants if v.variant == "full"}) == [0, 1]      # the headline row: 2 seeds
 
 
 def test_fixture_round_trips_and_mistyped_fields_are_named():
@@ -295,11 +296,21 @@ def test_ablation_sentences_judge_differences_against_the_seed_range():
 
 
 def test_old_test_set_ablation_file_reads_back_as_test(tmp_path):
+    """An ablation file from before the validation split (scored on test images, no evaluated_on) is read as
+    a test-set one, never as validation."""
     from problems.p3.result import ablation_rows
-    rows = ablation_rows(REPO / "weights" / "p3_better_ablation.json")
+    obj = json.loads((REPO / "weights" / "p3_better_ablation.json").read_text())
+    old = {k: v for k, v in obj.items() if k not in ("evaluated_on", "n_validation")}
+    old["n_test"] = obj["n_validation"]
+    for v in old["variants"]:
+        for a, b in (("final_val_accuracy", "final_test_accuracy"),
+                     ("final_val_accuracy_without_tta", "final_test_accuracy_without_tta"), ("val_accuracy", "test_accuracy")):
+            if a in v:
+                v[b] = v.pop(a)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rows = ablation_rows(tmp_path / "old.json")
     assert rows["ablation_evaluated_on"] is None and rows["ablation"][0]["seeds"] == 2
     assert "test_accuracy" in rows["ablation"][0] and "validation_accuracy" not in rows["ablation"][0]
-    assert "60.86% test accuracy" in rows["ablation_discussion"]
 
 
 def test_plan_redraws_the_recorded_twin_check_and_retrain_recomputes_it(tmp_path):
