@@ -24,7 +24,7 @@ from problems.common.cli import UserError, run_main  # noqa: E402
 SETUP_PHRASES = ["make report", "make run", "pip install", "offline default", "this machine", "on this machine",
                  "shared copy", "two-core", "2 cores", "scratchnet-numpy", "numpy backend", "code revision",
                  "report_runs.json", "site-packages", "PyPI", "SCRATCHNET_DATA", "--eval-only", "weights/p3_",
-                 ".npz", "results folder", "feature cache", "not available on this machine"]
+                 ".npz", "results folder", "feature cache", "not available on this machine", "recorded/", ".json"]
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(tmp|work|home|root|usr|Users)/")
 
 TITLES = {"p1": "P1. A pretrained CNN", "p2": "P2. Transfer learning", "p3": "P3. Training CNNs",

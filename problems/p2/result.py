@@ -517,8 +517,8 @@ def recorded_sentence(d: P2Result) -> str | None:
     names, one = _and([backbone_name(b.model) for b in rec]), len(rec) == 1
     if src.comparable:
         return (f"The {names} {'row was' if one else 'rows were'} computed once by the same procedure on the "
-                f"same {src.this_run.n_test:,} test and {src.this_run.n_train:,} trainval images and "
-                f"{'is' if one else 'are'} read from {src.file} (marked recorded).")
+                f"same {src.this_run.n_test:,} test and {src.this_run.n_train:,} trainval images, with the same "
+                f"settings (marked recorded in the table).")
     return (f"The recorded {names} {'row was' if one else 'rows were'} not computed on this run's images with "
             f"its settings ({'; '.join(src.differences)}), so {'it is' if one else 'they are'} listed for reference "
             f"only and not ranked against {backbone_name(d.model)}.")
