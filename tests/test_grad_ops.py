@@ -517,11 +517,12 @@ def test_log_softmax_is_stable_for_huge_logits():
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("n", [1, 6])
-def test_cross_entropy(smoothing, n, rng):
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy(smoothing, n, reduction, rng):
     z = rng.standard_normal((n, 10)) * 3
     y = rng.integers(0, 10, n)
-    sn_fn = lambda z: F.cross_entropy(z, y, label_smoothing=smoothing)  # noqa: E731
-    t_fn = lambda z: TF.cross_entropy(z, torch.tensor(y), label_smoothing=smoothing)  # noqa: E731
+    sn_fn = lambda z: F.cross_entropy(z, y, label_smoothing=smoothing, reduction=reduction)  # noqa: E731
+    t_fn = lambda z: TF.cross_entropy(z, torch.tensor(y), label_smoothing=smoothing, reduction=reduction)  # noqa: E731
     compare_with_torch(sn_fn, t_fn, [z], rng)
     finite_difference_check(sn_fn, [z], rng)
 
