@@ -121,7 +121,7 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
     """The runs behind the report, in the assignment's order.
 
     Default: P1, P2, P4 (with EOT) and P5 (with learning) run fully (P2's first run extracts the Pets
-    features, about 1.5 minutes on two cores, and caches them in .cache/features/; its backbone table's other
+    features once and caches them in .cache/features/; its backbone table's other
     rows are read from the committed P2_BACKBONES, recomputed with retrain); the P3 networks are
     evaluated from the committed weights (--eval-only) and the batch-norm plot is redrawn. retrain: P3
     trains all three networks (hours on a CPU). quick: no EOT, no learning. seed: passed to every script

@@ -4,7 +4,7 @@
                                  [--only p1,p5] [--author NAME] [--collaborators "A, B"] [--full-code]
 
 By default P1, P2, P4 (with the EOT attack) and P5 (with learning) run fully (P2's first run extracts the
-Pets features, about 1.5 minutes on two cores, and caches them in .cache/features/), and the P3 networks
+Pets features once and caches them in .cache/features/), and the P3 networks
 are evaluated from the committed weights in weights/ (--eval-only) with the batch-norm comparison plot
 redrawn. --retrain trains the P3 networks instead (hours on a CPU).
 

@@ -23,6 +23,19 @@ def _groups(params, lr, wd):
             {"params": [params[1]], "lr": 64 * lr, "weight_decay": wd}]
 
 
+def _step_both(opt, topt, ps, tps, grads, before_step=None, rtol=1e-10, atol=1e-12):
+    """Feed both optimisers the same gradients step by step (before_step(step) first), then compare weights."""
+    for step, gs in enumerate(grads):
+        if before_step is not None:
+            before_step(step)
+        for p, tp, g in zip(ps, tps, gs):
+            p.grad, tp.grad = g.copy(), torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, tp in zip(ps, tps):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_param_groups_with_schedule_match_torch(nesterov):
     """Coupled decay per group, the lr changed by a schedule every step: exactly torch.optim.SGD, whose
@@ -34,16 +47,12 @@ def test_sgd_param_groups_with_schedule_match_torch(nesterov):
     opt = optim.SGD(_groups(ps, lr, wd / 64), lr=lr, momentum=0.9, nesterov=nesterov, weight_decay=wd)
     topt = torch.optim.SGD(_groups(tps, lr, wd / 64), lr=lr, momentum=0.9, nesterov=nesterov, weight_decay=wd)
     initial = [g["lr"] for g in topt.param_groups]
-    for step, gs in enumerate(grads):
+
+    def schedule(step):
         sched.apply(opt, step)
         for group, lr0 in zip(topt.param_groups, initial):
             group["lr"] = lr0 * sched.factor(step)
-        for p, tp, g in zip(ps, tps, gs):
-            p.grad, tp.grad = g.copy(), torch.tensor(g)
-        opt.step()
-        topt.step()
-    for p, tp in zip(ps, tps):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+    _step_both(opt, topt, ps, tps, grads, schedule)
 
 
 def test_decoupled_weight_decay_follows_its_formula():
@@ -75,13 +84,7 @@ def test_decoupled_without_decay_is_torch_sgd_and_decay_ignores_the_lr():
     tps = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
     opt = optim.SGD(_groups(ps, 0.1, 0.0), lr=0.1, momentum=0.9, nesterov=True, decoupled=True)
     topt = torch.optim.SGD(_groups(tps, 0.1, 0.0), lr=0.1, momentum=0.9, nesterov=True)
-    for gs in grads:
-        for p, tp, g in zip(ps, tps, gs):
-            p.grad, tp.grad = g.copy(), torch.tensor(g)
-        opt.step()
-        topt.step()
-    for p, tp in zip(ps, tps):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    _step_both(opt, topt, ps, tps, grads, rtol=1e-12, atol=1e-14)
     # with a zero gradient, one step shrinks by exactly (1 - wd) at any base lr, and by (1 - f wd) at factor f
     for lr in (1e-3, 10.0):
         p = nn.Parameter(np.full(3, 2.0))
@@ -100,13 +103,7 @@ def test_adam_param_groups_match_torch():
     tps = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
     opt = optim.AdamW(_groups(ps, 0.01, 0.1), lr=0.01, weight_decay=0.01)
     topt = torch.optim.AdamW(_groups(tps, 0.01, 0.1), lr=0.01, weight_decay=0.01)
-    for gs in grads:
-        for p, tp, g in zip(ps, tps, gs):
-            p.grad, tp.grad = g.copy(), torch.tensor(g)
-        opt.step()
-        topt.step()
-    for p, tp in zip(ps, tps):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+    _step_both(opt, topt, ps, tps, grads)
 
 
 def test_single_list_usage_and_group_errors():
