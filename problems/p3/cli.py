@@ -245,6 +245,8 @@ def main(argv=None):
         return 0
     if args.backend == "numpy":
         cpu.tune()  # a run of scratchnet's CPU kernels: process-wide BLAS and malloc tuning (scratchnet.cpu)
+    elif args.backend == "torch":
+        cpu.keep_freed_memory()  # the twin gets the same malloc setting, which speeds PyTorch up as well
     check_inputs(args)
     if args.eval_only and args.recorded_if_no_data:
         from .cifar_download import cifar10_obtainable
