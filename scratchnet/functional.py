@@ -13,6 +13,7 @@ from .kernels import activation as _act
 from .kernels import conv as _conv
 from .kernels import loss as _loss
 from .kernels import norm as _norm
+from .kernels import norm_act as _norm_act
 from .kernels import pool as _pool
 
 
@@ -416,6 +417,19 @@ class BatchNorm(Function):
         return dx, dgamma, dbeta
 
 
+class BatchNormAct(Function):
+    """Batch norm then ReLU or GELU as one fused op (kernels/norm_act.py); the same maths as the two."""
+
+    def forward(self, x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5,
+                activation="relu"):
+        out, self.cache = _norm_act.batchnorm_act_forward(x, gamma, beta, running_mean, running_var, training,
+                                                          momentum, eps, activation)
+        return out
+
+    def backward(self, g):
+        return _norm_act.batchnorm_act_backward(g, self.cache, need_dx=self.needs_input_grad[0])
+
+
 class LogSoftmax(Function):
     def forward(self, z, axis=-1):
         out, self.cache = _loss.log_softmax_forward(z, axis)
@@ -472,6 +486,13 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training: bool, moment
     """running_mean/running_var are arrays, updated in place in training mode."""
     return BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                            training=training, momentum=momentum, eps=eps)
+
+
+def batch_norm_act(x, gamma, beta, running_mean, running_var, training: bool, momentum: float = 0.1,
+                   eps: float = 1e-5, activation: str = "relu"):
+    """act(batch_norm(x)) in one fused op, activation 'relu' or 'gelu'; running stats as in batch_norm."""
+    return BatchNormAct.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                              training=training, momentum=momentum, eps=eps, activation=activation)
 
 
 def log_softmax(z, axis: int = -1):

@@ -285,10 +285,15 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
 
-    def forward(self, x):
+    def forward(self, x, activation: str | None = None):
+        """Batch norm of x; with activation ('relu' or 'gelu', as Sequential's fusion passes it) the fused
+        batch norm + activation op instead."""
         if x.shape[-1] != self.num_features:
             raise ValueError(f"BatchNorm2d({self.num_features}): input shape {tuple(x.shape)} has {x.shape[-1]} "
                              f"channels, expected {self.num_features}")
+        if activation is not None:
+            return F.batch_norm_act(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                    self.training, self.momentum, self.eps, activation)
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             self.training, self.momentum, self.eps)
 
@@ -297,12 +302,16 @@ class BatchNorm2d(Module):
 
 
 class ReLU(Module):
+    fused_name = "relu"  # what Sequential's batch norm + activation fusion calls it
+
     def forward(self, x):
         return F.relu(x)
 
 
 class GELU(Module):
     """GELU, tanh form (see functional.GELU)."""
+
+    fused_name = "gelu"
 
     def forward(self, x):
         return F.gelu(x)
@@ -362,8 +371,17 @@ class Scale(Module):
         return f"{self.factor}"
 
 
+# Sequential runs a BatchNorm2d followed by a ReLU or GELU as one fused op (kernels/norm_act.py: fewer
+# passes over the activations, same maths). False runs every layer on its own, as written (for teaching,
+# and to compare the two).
+FUSE_BN_ACTIVATION = True
+
+
 class Sequential(Module):
-    """Layers applied in order; children are named '0', '1', ... unless given as (name, module) pairs."""
+    """Layers applied in order; children are named '0', '1', ... unless given as (name, module) pairs.
+
+    With FUSE_BN_ACTIVATION, a BatchNorm2d directly followed by a ReLU or GELU runs as one fused op,
+    called through the batch norm layer (the activation layer is then skipped); the result is the same."""
 
     def __init__(self, *layers):
         self.layers = []
@@ -373,9 +391,21 @@ class Sequential(Module):
             self.layers.append(module)
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
+        for group in self.run_groups():
+            layer = self.layers[group[0]]
+            x = layer(x) if len(group) == 1 else layer(x, activation=self.layers[group[1]].fused_name)
         return x
+
+    def run_groups(self) -> list[list[int]]:
+        """The layers' indices as forward runs them: [i] alone, or [i, i + 1] for a batch norm fused with
+        the activation after it (FUSE_BN_ACTIVATION)."""
+        groups, layers, i = [], self.layers, 0
+        while i < len(layers):
+            fuse = (FUSE_BN_ACTIVATION and i + 1 < len(layers) and type(layers[i]) is BatchNorm2d
+                    and type(layers[i + 1]) in (ReLU, GELU))
+            groups.append([i, i + 1] if fuse else [i])
+            i += len(groups[-1])
+        return groups
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -72,21 +72,22 @@ def gelu_forward(x):
         return out, (x, t)
     out, t = _new(xp, x), _new(xp, x)
     src, dst, tf = _flat(x), _flat(out), _flat(t)
-
-    def block(lo, hi):
-        xb, tb, ob = src[lo:hi], tf[lo:hi], dst[lo:hi]
-        xp.multiply(xb, xb, out=tb)          # t <- x^2, then 1 + 0.044715 x^2, then u, then tanh(u): in place
-        tb *= 0.044715
-        tb += 1
-        tb *= xb
-        tb *= GELU_C
-        xp.tanh(tb, out=tb)
-        xp.add(tb, 1, out=ob)
-        ob *= xb
-        ob *= 0.5
-
-    map_blocks(xp, src.size, src.itemsize, block, CACHE_BLOCK_BYTES)
+    map_blocks(xp, src.size, src.itemsize, lambda lo, hi: gelu_block(xp, src[lo:hi], tf[lo:hi], dst[lo:hi]),
+               CACHE_BLOCK_BYTES)
     return out, (x, t)
+
+
+def gelu_block(xp, xb, tb, ob):
+    """GELU of one cache-sized block: t = tanh(u) into tb, 0.5 x (1 + t) into ob (ob must not be xb)."""
+    xp.multiply(xb, xb, out=tb)          # t <- x^2, then 1 + 0.044715 x^2, then u, then tanh(u): in place
+    tb *= 0.044715
+    tb += 1
+    tb *= xb
+    tb *= GELU_C
+    xp.tanh(tb, out=tb)
+    xp.add(tb, 1, out=ob)
+    ob *= xb
+    ob *= 0.5
 
 
 def gelu_backward(dout, cache):
@@ -97,24 +98,27 @@ def gelu_backward(dout, cache):
         return _GELU_BACKWARD_GPU(dout, x, t)
     dx = _new(xp, dout)
     g, xf, tf, dst = _flat(dout), _flat(x), _flat(t), _flat(dx)
-
-    def block(lo, hi):
-        xb, tb, ob = xf[lo:hi], tf[lo:hi], dst[lo:hi]
-        slope = xp.multiply(xb, xb)          # 1 + 3 * 0.044715 x^2
-        slope *= 3 * 0.044715
-        slope += 1
-        curve = xp.multiply(tb, tb)          # 0.5 sqrt(2/pi) x (1 - t^2)
-        xp.subtract(1, curve, out=curve)
-        curve *= xb
-        curve *= 0.5 * GELU_C
-        curve *= slope
-        xp.add(tb, 1, out=ob)                # 0.5 (1 + t) + the above, times dout
-        ob *= 0.5
-        ob += curve
-        ob *= g[lo:hi]
-
-    map_blocks(xp, g.size, g.itemsize, block, CACHE_BLOCK_BYTES)
+    map_blocks(xp, g.size, g.itemsize,
+               lambda lo, hi: gelu_grad_block(xp, g[lo:hi], xf[lo:hi], tf[lo:hi], dst[lo:hi]), CACHE_BLOCK_BYTES)
     return dx
+
+
+def gelu_grad_block(xp, gb, xb, tb, ob):
+    """GELU's backward on one cache-sized block: dout * gelu'(x) into ob (which may be gb, not xb or tb)."""
+    slope = xp.multiply(xb, xb)          # 1 + 3 * 0.044715 x^2
+    slope *= 3 * 0.044715
+    slope += 1
+    curve = xp.multiply(tb, tb)          # 0.5 sqrt(2/pi) x (1 - t^2)
+    xp.subtract(1, curve, out=curve)
+    curve *= xb
+    curve *= 0.5 * GELU_C
+    curve *= slope
+    if ob is gb:                         # in place over dout: keep the same order of operations
+        gb = gb.copy()
+    xp.add(tb, 1, out=ob)                # 0.5 (1 + t) + the above, times dout
+    ob *= 0.5
+    ob += curve
+    ob *= gb
 
 
 def relu_forward_reference(x):

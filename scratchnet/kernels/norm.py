@@ -20,7 +20,7 @@ from ..parallel import map_blocks, sum_blocks
 from .reductions import BLOCK_BYTES, channel_dot, channel_sum
 
 
-def _channel_matrix(x, gamma, training: bool):
+def channel_matrix(x, gamma, training: bool):
     """x as an (M, C) matrix (a free view: channels are last), after checking gamma and, in training, M >= 2."""
     c = x.shape[-1]
     if gamma.shape != (c,):
@@ -100,22 +100,11 @@ def _batchnorm_backward_gpu(d2, x2, mu, gamma, inv_std, training, need_dx):
     return dx, dgamma, dbeta
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
-                      momentum: float = 0.1, eps: float = 1e-5):
-    """Returns (out, cache). In training mode updates running_mean/running_var in place.
-
-    Fast form of the formulas above: out = (x - mu) * (gamma * inv_std) + beta in three passes over the
-    data (sum; centre into the output buffer and sum squares; scale and shift in place); xhat is not
-    stored (backward rebuilds x - mu). On the CPU each pass splits the rows between threads.
-    """
-    xp = get_array_module(x)
-    x2 = _channel_matrix(x, gamma, training)
-    if _fused_gpu_ok(xp, x2, gamma, beta, running_mean, running_var):
-        out, mu, inv_std = _batchnorm_forward_gpu(x2, gamma, beta, running_mean, running_var, training,
-                                                  momentum, eps)
-        return out.reshape(x.shape), (x2, mu, gamma, inv_std, training)
+def centre_and_stats(x2, out, running_mean, running_var, training: bool, momentum: float, eps: float):
+    """The CPU forward's first passes: x2 - mu into `out` (an (M, C) buffer); returns (mu, inv_std).
+    Training: mu and var from the batch (running statistics updated); eval: the running statistics."""
+    xp = get_array_module(x2)
     m, row_bytes = x2.shape[0], x2.shape[1] * x2.itemsize
-    out = xp.empty(x2.shape, dtype=x2.dtype)
     if training:
         mu = channel_sum(x2) / m
 
@@ -129,7 +118,26 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
     else:
         mu, var = running_mean, running_var
         map_blocks(xp, m, row_bytes, lambda lo, hi: xp.subtract(x2[lo:hi], mu, out=out[lo:hi]), BLOCK_BYTES)
-    inv_std = 1.0 / xp.sqrt(var + eps)
+    return mu, 1.0 / xp.sqrt(var + eps)
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training: bool,
+                      momentum: float = 0.1, eps: float = 1e-5):
+    """Returns (out, cache). In training mode updates running_mean/running_var in place.
+
+    Fast form of the formulas above: out = (x - mu) * (gamma * inv_std) + beta in three passes over the
+    data (sum; centre into the output buffer and sum squares; scale and shift in place); xhat is not
+    stored (backward rebuilds x - mu). On the CPU each pass splits the rows between threads.
+    """
+    xp = get_array_module(x)
+    x2 = channel_matrix(x, gamma, training)
+    if _fused_gpu_ok(xp, x2, gamma, beta, running_mean, running_var):
+        out, mu, inv_std = _batchnorm_forward_gpu(x2, gamma, beta, running_mean, running_var, training,
+                                                  momentum, eps)
+        return out.reshape(x.shape), (x2, mu, gamma, inv_std, training)
+    m, row_bytes = x2.shape[0], x2.shape[1] * x2.itemsize
+    out = xp.empty(x2.shape, dtype=x2.dtype)
+    mu, inv_std = centre_and_stats(x2, out, running_mean, running_var, training, momentum, eps)
     scale = gamma * inv_std
 
     def scale_shift(lo, hi):  # in place: the centred copy becomes the output
@@ -192,7 +200,7 @@ def batchnorm_forward_reference(x, gamma, beta, running_mean, running_var, train
                                 momentum: float = 0.1, eps: float = 1e-5):
     """The formulas as written above, one array op per symbol. Returns (out, cache); updates the running stats."""
     xp = get_array_module(x)
-    x2 = _channel_matrix(x, gamma, training)
+    x2 = channel_matrix(x, gamma, training)
     m = x2.shape[0]
     if training:
         mu = x2.mean(axis=0)
