@@ -20,6 +20,11 @@ def run(*cmd, cwd):
     (["bench/gpu_kernels.py", "--out", "bench"], "--out"),       # a folder, not a file
     (["bench/train_step.py", "--out", "bench"], "--out"),
     (["bench/train_step.py", "--seed", "-1"], "--seed"),
+    (["bench/train_step.py", "--repeats", "0"], "--repeats"),
+    (["bench/train_step.py", "--alone", "gpu", "small"], "--alone"),     # SIDE is scratchnet or torch
+    (["bench/train_step.py", "--alone", "torch", "resnet"], "--alone"),  # NET one of the bench's nets
+    (["bench/train_step.py", "--alone", "torch"], "--alone"),            # both are needed
+    (["bench/train_step.py", "--torch-layout", "nhwc"], "--torch-layout"),
     (["bench/p4_torchattacks.py", "--eps", "0.5"], "--eps"),
 ])
 def test_bad_flags(repo_root, args, needle):
