@@ -66,19 +66,37 @@ def _table(text, header_start):
 
 
 @pytest.mark.parametrize("results, header, fields", [
-    ("train_step.json", "| net | batch | scratchnet | PyTorch, same process",
+    ("train_step_intel-avx512.json", "| net | batch | scratchnet | PyTorch, faster layout",
+     ["batch", "scratchnet_ms", "torch_ms", "torch_layout", "ratio", "torch_nchw_ms", "torch_default_malloc_ms",
+      "scratchnet_peak_step_mb", "torch_peak_step_mb"]),
+    ("train_step_amd-zen4.json", "| net | batch | scratchnet | PyTorch NCHW, same process",
      ["batch", "scratchnet_ms", "torch_ms", "ratio", "torch_default_malloc_ms", "scratchnet_im2col_ms"]),
     ("train_step_cupy.json", "| net | batch | scratchnet | PyTorch, float32",
      ["batch", "scratchnet_ms", "torch_ms", "torch_tf32_ms", "speed_vs_torch"]),
 ])
 def test_performance_tables_quote_bench_results(results, header, fields):
     """Each table cell is the committed bench result's number (blank where the JSON has null): rerunning
-    the bench without updating docs/performance.md fails here."""
-    runs = {row["net"]: row for row in json.loads((RESULTS / results).read_text())}
+    the bench without updating docs/performance.md fails here. CPU files hold {machine, run, rows}; the
+    GPU file is a list of rows."""
+    data = json.loads((RESULTS / results).read_text())
+    runs = {row["net"]: row for row in (data["rows"] if isinstance(data, dict) else data)}
     table = _table(PERFORMANCE.read_text(), header)
     assert {row[0] for row in table} == set(runs)
     for net, *cells in table:
         for field, cell in zip(fields, cells, strict=True):
             value = runs[net][field]
-            assert (cell == "" if value is None else float(cell) == value), \
+            assert (cell == "" if value is None else cell == value if isinstance(value, str)
+                    else float(cell) == value), \
                 f"performance.md quotes {field}={cell!r} for {net}; {results} has {value}"
+
+
+def test_performance_norm_act_table_quotes_its_bench_results():
+    """Section 6's table is bench/results/norm_act_intel-avx512.json, row by row."""
+    rows = json.loads((RESULTS / "norm_act_intel-avx512.json").read_text())["rows"]
+    table = _table(PERFORMANCE.read_text(), "| shape (NHWC) | layers | fused, fwd / bwd")
+    assert len(table) == len(rows)
+    for cells, r in zip(table, rows, strict=True):
+        assert cells[0] == "x".join(map(str, r["shape_nhwc"]))
+        assert cells[1] == {"relu": "BN + ReLU", "gelu": "BN + GELU"}[r["activation"]]
+        assert cells[2:] == [f"{r['fused_fwd_ms']} / {r['fused_bwd_ms']}", f"{r['unfused_fwd_ms']} / {r['unfused_bwd_ms']}",
+                             str(r["torch_fwd_bwd_ms"]), str(r["fused_vs_unfused"]), str(r["fused_vs_torch"])]
