@@ -1,17 +1,11 @@
 """bench/machine.py: the CPU facts and family name that pick the bench's results file, from fixed
 /proc/cpuinfo texts (only the first processor block counts; a missing /proc/cpuinfo gives "unknown")."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 
 def load_machine():
-    path = Path(__file__).resolve().parents[1] / "bench" / "machine.py"
-    spec = importlib.util.spec_from_file_location("bench_machine", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from bench import machine  # standard library only at import time: loads no numpy or torch
+    return machine
 
 
 def cpuinfo(vendor, family, model, name, flags):
