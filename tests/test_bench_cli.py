@@ -26,6 +26,9 @@ def run(*cmd, cwd):
     (["bench/train_step.py", "--alone", "torch"], "--alone"),            # both are needed
     (["bench/train_step.py", "--torch-layout", "nhwc"], "--torch-layout"),
     (["bench/p4_torchattacks.py", "--eps", "0.5"], "--eps"),
+    (["bench/norm_act.py", "--repeats", "0"], "--repeats"),
+    (["bench/norm_act.py", "--repeat", "3"], "--repeat"),               # no abbreviations
+    (["bench/norm_act.py", "--out", "bench"], "--out"),
 ])
 def test_bad_flags(repo_root, args, needle):
     r = run(sys.executable, *args, cwd=repo_root)
