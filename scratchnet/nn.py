@@ -381,7 +381,8 @@ class Sequential(Module):
     """Layers applied in order; children are named '0', '1', ... unless given as (name, module) pairs.
 
     With FUSE_BN_ACTIVATION, a BatchNorm2d directly followed by a ReLU or GELU runs as one fused op,
-    called through the batch norm layer (the activation layer is then skipped); the result is the same."""
+    called through the batch norm layer (the activation layer's own forward is then not called): the same
+    forward values, a backward that differs in float32 rounding only."""
 
     def __init__(self, *layers):
         self.layers = []
