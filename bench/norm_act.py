@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import machine  # noqa: E402
+from bench.train_step import timed  # noqa: E402
 from problems.common.cli import output_file, positive_int, thread_count  # noqa: E402
 from scratchnet import parallel  # noqa: E402
 from scratchnet.kernels import activation, norm, norm_act  # noqa: E402
@@ -41,13 +41,9 @@ TORCH_ACT = {"relu": torch.nn.ReLU, "gelu": lambda: torch.nn.GELU(approximate="t
 
 
 def median_ms(fn, repeats):
+    """Median ms of `repeats` calls after an untimed one (train_step's clock)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(statistics.median(times) * 1000, 2)
+    return round(statistics.median(timed(fn) for _ in range(repeats)) * 1000, 2)
 
 
 def measure(shape, act, repeats):

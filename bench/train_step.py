@@ -377,8 +377,8 @@ def torch_layer_times(model, step_fn, sync=lambda: None):
 def profile_layers(net, x, y, steps, twin=None, sync=lambda: None):
     """Per-layer table of one training step: scratchnet and (given `twin`, its PyTorch step from
     sgd_step_torch) PyTorch, one row per layer or per fused group (a batch norm and its activation, which
-    scratchnet runs as one op: both sides' rows are the sum over the group), the two taking turns (one untimed and one timed step each), median over
-    `steps` timed steps of each layer's forward and backward ms (the ops' time, OpTimer); conv layers also
+    scratchnet runs as one op: both sides' rows are the sum over the group), the two taking turns (one
+    untimed and one timed step each), median over `steps` timed steps of each layer's forward and backward ms (the ops' time, OpTimer); conv layers also
     get their FLOP/s (conv_layers' count). x and y live where the net does (numpy or cupy arrays); `sync`
     waits for the GPU(s) before each clock reading (per op and per layer: on a launch-bound GPU step the
     layers' times add up to more than the step)."""

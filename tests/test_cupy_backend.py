@@ -34,7 +34,18 @@ CASES = {
     "ce": (lambda z: F.cross_entropy(z, sn.backend.get_array_module(z.data).asarray([1, 0, 2]), 0.1), [(3, 4)]),
     "relu_exp_log": (lambda x: F.log(F.exp(F.relu(x)) + 1.0), [(3, 5)]),
     "getitem_stack": (lambda x: F.stack([x[:, 0], x[:, 2]], axis=1), [(4, 3, 2)]),
+    # the fused batch norm + activation: on the GPU the two layers' kernels chained, on the CPU one pass each way
+    "bn_relu": (lambda x, g, b: F.batch_norm_act(x, g, b, *_stats(x, 4), True, 0.1, 1e-5, "relu"),
+                [(3, 5, 4, 4), (4,), (4,)]),
+    "bn_gelu": (lambda x, g, b: F.batch_norm_act(x, g, b, *_stats(x, 4), True, 0.1, 1e-5, "gelu"),
+                [(3, 5, 4, 4), (4,), (4,)]),
 }
+
+
+def _stats(x, c):
+    """Fresh running statistics (mean 0, variance 1) on x's backend."""
+    xp = sn.backend.get_array_module(x.data)
+    return xp.zeros(c), xp.ones(c)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
