@@ -265,3 +265,30 @@ def test_threaded_batch_norm_equals_reference(training, threads):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
     for fast, slow in zip(norm_k.batchnorm_backward(dout, cache), norm_k.batchnorm_backward_reference(dout, ref_cache)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
+
+
+def _fake_cache_dir(root, entries):
+    root.mkdir()
+    for i, (level, kind, size) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+def test_chunk_budget_follows_the_l2_cache(tmp_path):
+    """The conv chunk budget: 3x the L2 cache read from sysfs (instruction and L1/L3 entries ignored),
+    clamped to [1, 8] MB, and the 2 MB fallback where sysfs says nothing usable."""
+    from scratchnet.kernels import workspace as ws
+    entries = [(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"), (3, "Unified", "32768K")]
+    assert ws.l2_cache_bytes(_fake_cache_dir(tmp_path / "intel", entries)) == 2 << 20
+    assert ws.l2_cache_bytes(_fake_cache_dir(tmp_path / "mb", [(2, "Unified", "1M")])) == 1 << 20
+    assert ws.l2_cache_bytes(str(tmp_path / "absent")) is None
+    assert ws.l2_cache_bytes(_fake_cache_dir(tmp_path / "bad", [(2, "Unified", "lots")])) is None
+    assert ws.chunk_budget(2 << 20) == 6 << 20
+    assert ws.chunk_budget(1 << 20) == 3 << 20
+    assert ws.chunk_budget(256 << 10) == ws.MIN_CHUNK_BYTES
+    assert ws.chunk_budget(32 << 20) == ws.MAX_CHUNK_BYTES
+    assert ws.chunk_budget(None) == ws.FALLBACK_CHUNK_BYTES == 2 << 20

@@ -8,6 +8,7 @@ conv (im2col), winograd and pool sit on this module and on nothing of each other
 """
 from __future__ import annotations
 
+import os
 import threading
 
 from ..backend import get_array_module, on_cpu, strided_view
@@ -85,7 +86,40 @@ def scratch(xp, key, shape, dtype, zeroed: bool = True):
 # Why chunks: a whole-batch im2col matrix (or Winograd's transformed tiles) runs to tens of MB per layer
 # (GBs at large batches); written into fresh memory it costs page faults and a trip through DRAM between
 # the copy and the GEMM. A chunk of a few MB lands in a reused buffer and is read back while still in cache.
-CHUNK_BYTES = 2 << 20  # the default budget of one chunk; conv passes its own (conv.CHUNK_BYTES)
+# How big: too small and the GEMMs get short (Winograd's 36 GEMMs have a chunk's tiles as rows) and the
+# per-chunk Python calls add up; too big and the chunk leaves the core's cache. The budget is a multiple of
+# the per-core L2 cache (read from Linux's sysfs; 2 MB where it cannot be read), between MIN and MAX.
+CHUNK_L2_MULTIPLE = 3
+MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, FALLBACK_CHUNK_BYTES = 1 << 20, 8 << 20, 2 << 20
+
+
+def l2_cache_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The first CPU's level-2 (data or unified) cache in bytes, from sysfs; None where it is not readable."""
+    try:
+        for index in sorted(os.listdir(cache_dir)):
+            path = os.path.join(cache_dir, index)
+            with open(os.path.join(path, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(path, "type")) as f:
+                kind = f.read().strip()
+            if level == "2" and kind in ("Unified", "Data"):
+                with open(os.path.join(path, "size")) as f:
+                    size = f.read().strip()
+                units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def chunk_budget(l2_bytes: int | None) -> int:
+    """CHUNK_L2_MULTIPLE x the L2 cache, clamped to [MIN_CHUNK_BYTES, MAX_CHUNK_BYTES]; the fallback if unknown."""
+    if not l2_bytes:
+        return FALLBACK_CHUNK_BYTES
+    return min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, CHUNK_L2_MULTIPLE * l2_bytes))
+
+
+CHUNK_BYTES = chunk_budget(l2_cache_bytes())  # the default budget of one chunk; conv passes its own (conv.CHUNK_BYTES)
 
 
 def image_chunks(xp, n: int, bytes_per_image: int, chunk_bytes: int | None = None):
