@@ -369,6 +369,23 @@ def test_max_pool_fast_equals_reference(k, s, h, w, values, rng):
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 2, 1), (1, 5, 7, 3), (3, 8, 6, 4), (2, 9, 4, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2x2_knockout_is_exact(shape, dtype, rng):
+    """The 2x2/stride-2 knockout pair: the same output and the very same routed gradient values as the
+    argmax reference (ties included), zeros past the last window, and a cache of booleans, not the input."""
+    x = rng.integers(-1, 2, shape).astype(dtype)
+    x[0, 0, 0, 0] = 5.0  # one clear winner beside the ties
+    out, cache = pool_k.max_pool2d_forward(x, 2, 2)
+    ref, ref_cache = pool_k.max_pool2d_forward_reference(x, 2, 2)
+    np.testing.assert_array_equal(out, ref)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = pool_k.max_pool2d_backward(dout, cache)
+    np.testing.assert_array_equal(dx, pool_k.max_pool2d_backward_reference(dout, ref_cache))
+    assert dx.dtype == dtype
+    assert cache[0] == "2x2" and all(a.dtype == bool for a in cache[2:]) and not any(a is x for a in cache)
+
+
 @pytest.mark.parametrize("shape", [(1, 5, 7, 3), (4, 3, 3, 6)])
 def test_global_avg_pool(shape, rng):
     x = rng.standard_normal(shape)

@@ -6,7 +6,15 @@ the first maximum in row-major window order wins, as in PyTorch's CPU kernel.
 
 Max pooling works on the k*k "offset views" x[:, u::s, v::s, :] (the (u, v)-th element of every
 window, a strided view): forward is a running maximum over them, backward routes dout through them.
-The reference pair (a strided window view + argmax) is kept beside it; the tests check they agree.
+The common 2x2 window at stride 2 has its own pair, a knockout in three matches per window:
+
+    top = max(a, b), bottom = max(c, d), out = max(top, bottom)        window  a b
+                                                                              c d
+with the three winners kept as booleans (b > a, d > c, bottom > top: strict, so ties go to the earlier
+element, the row-major first maximum). Backward needs only them: bottom's share of dout is dout * (bottom
+won), top's the rest, and each share splits again the same way: 6 passes, every dx entry written once,
+and the cache holds 3 bytes per output instead of the input and output (16 and 4 bytes).
+The reference pair (a strided window view + argmax) is kept beside both; the tests check they agree.
 Average pooling: when stride == kernel and the image tiles exactly, a plain reshape (N, Ho, k, Wo, k, C)
 exposes the windows without copying; otherwise each kernel offset adds its share back.
 """
@@ -56,6 +64,8 @@ def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
     """
     stride = kernel if stride is None else stride
     _check_pool(x.shape, kernel, stride, "max_pool2d")
+    if kernel == 2 and stride == 2:
+        return max_pool2x2_forward(x)
     xp = get_array_module(x)
     n = x.shape[0]
     ho, wo = output_size(x.shape[1], kernel, stride, 0), output_size(x.shape[2], kernel, stride, 0)
@@ -70,7 +80,7 @@ def max_pool2d_forward(x, kernel: int = 2, stride: int | None = None):
                     xp.maximum(ob, _offset_view(xb, u, v, ho, wo, stride), out=ob)
 
     map_blocks(xp, n, x.nbytes // max(n, 1), block)
-    return out, (x, out, kernel, stride)
+    return out, ("offsets", x, out, kernel, stride)
 
 
 def max_pool2d_backward(dout, cache):
@@ -82,7 +92,9 @@ def max_pool2d_backward(dout, cache):
     belongs to one window, so the product is written straight into dx's strided view.
     On the CPU, blocks of images go to different threads.
     """
-    x, out, kernel, stride = cache
+    if cache[0] == "2x2":
+        return max_pool2x2_backward(dout, cache)
+    _, x, out, kernel, stride = cache
     xp = get_array_module(dout)
     ho, wo = out.shape[1:3]
     dx = xp.empty(x.shape, dtype=dout.dtype)
@@ -106,6 +118,64 @@ def max_pool2d_backward(dout, cache):
                     dx_view += gb * take  # overlapping windows: gradients accumulate
 
     map_blocks(xp, dout.shape[0], x.nbytes // max(x.shape[0], 1), block)
+    return dx
+
+
+def _quarters(a, ho: int, wo: int):
+    """The four elements a, b, c, d (row-major) of every 2x2 window at stride 2, as strided views."""
+    a = a[:, :2 * ho, :2 * wo]
+    return a[:, 0::2, 0::2], a[:, 0::2, 1::2], a[:, 1::2, 0::2], a[:, 1::2, 1::2]
+
+
+def max_pool2x2_forward(x):
+    """max_pool2d_forward for the 2x2 window at stride 2, as the knockout in the module docstring.
+    cache = ("2x2", x's shape, b won, d won, bottom won): three boolean arrays shaped like out."""
+    _check_pool(x.shape, 2, 2, "max_pool2d")
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    ho, wo = h // 2, w // 2
+    out = xp.empty((n, ho, wo, c), dtype=x.dtype)
+    right_top, right_bottom, bottom = (xp.empty(out.shape, dtype=bool) for _ in range(3))
+
+    def block(lo, hi):
+        a, b, cc, d = _quarters(x[lo:hi], ho, wo)
+        top = xp.maximum(a, b)
+        xp.greater(b, a, out=right_top[lo:hi])
+        low = xp.maximum(cc, d)
+        xp.greater(d, cc, out=right_bottom[lo:hi])
+        xp.greater(low, top, out=bottom[lo:hi])
+        xp.maximum(top, low, out=out[lo:hi])
+
+    map_blocks(xp, n, x.nbytes // max(n, 1), block)
+    return out, ("2x2", x.shape, right_top, right_bottom, bottom)
+
+
+def max_pool2x2_backward(dout, cache):
+    """dx of max_pool2x2_forward: dout split by the three recorded matches (module docstring).
+
+    Exact: a share is dout * 1 or dout * 0, and the rest is dout - share, so the routed values are dout's
+    own. Rows and columns past the last window (odd H or W) get zeros."""
+    _, x_shape, right_top, right_bottom, bottom = cache
+    xp = get_array_module(dout)
+    n, h, w, c = x_shape
+    ho, wo = dout.shape[1:3]
+    dx = xp.empty(x_shape, dtype=dout.dtype)
+
+    def block(lo, hi):
+        dxb, g = dx[lo:hi], dout[lo:hi]
+        if h > 2 * ho:
+            dxb[:, 2 * ho:] = 0
+        if w > 2 * wo:
+            dxb[:, :, 2 * wo:] = 0
+        da, db, dc, dd = _quarters(dxb, ho, wo)
+        xp.multiply(g, bottom[lo:hi], out=dc)       # the bottom pair's share, parked in dc
+        xp.subtract(g, dc, out=da)                  # the top pair's share, parked in da
+        xp.multiply(da, right_top[lo:hi], out=db)
+        xp.subtract(da, db, out=da)
+        xp.multiply(dc, right_bottom[lo:hi], out=dd)
+        xp.subtract(dc, dd, out=dc)
+
+    map_blocks(xp, n, dx.nbytes // max(n, 1), block)
     return dx
 
 
