@@ -82,10 +82,13 @@ def machine_info() -> dict:
     import numpy as np  # noqa: PLC0415 - see the module docstring
     import torch  # noqa: PLC0415
 
+    from scratchnet.kernels import workspace  # noqa: PLC0415 - its chunk budget is read from this machine
+
     facts = cpu_facts(read_cpuinfo())
     return {"cpu": facts["model_name"] or platform.processor() or platform.machine(),
             "cpu_family": cpu_family(facts), "vendor": facts["vendor"], "family": facts["family"],
             "model": facts["model"], "vector_extensions": facts["vector_extensions"],
             "arch": platform.machine(), "cores": os.cpu_count(), "openblas_kernels": openblas_kernels(),
             "numpy": np.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "kernel": platform.release()}
+            "kernel": platform.release(), "l2_cache_bytes": workspace.l2_cache_bytes(),
+            "conv_chunk_bytes": workspace.CHUNK_BYTES}

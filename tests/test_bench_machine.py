@@ -63,5 +63,6 @@ def test_machine_info_names_this_machine():
     machine = load_machine()
     info = machine.machine_info()
     assert info["cpu_family"] == machine.cpu_family(machine.cpu_facts(machine.read_cpuinfo()))
-    assert {"cpu", "vector_extensions", "cores", "openblas_kernels", "numpy", "torch", "python", "kernel"} <= set(info)
+    assert {"cpu", "vector_extensions", "cores", "openblas_kernels", "numpy", "torch", "python", "kernel",
+            "l2_cache_bytes", "conv_chunk_bytes"} <= set(info)
     assert info["cores"] >= 1 and info["cpu"]
