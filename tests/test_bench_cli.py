@@ -29,6 +29,9 @@ def run(*cmd, cwd):
     (["bench/norm_act.py", "--repeats", "0"], "--repeats"),
     (["bench/norm_act.py", "--repeat", "3"], "--repeat"),               # no abbreviations
     (["bench/norm_act.py", "--out", "bench"], "--out"),
+    (["bench/chunks_pool.py", "--repeats", "0"], "--repeats"),
+    (["bench/chunks_pool.py", "--thread", "2"], "--thread"),            # no abbreviations
+    (["bench/chunks_pool.py", "--out", "bench"], "--out"),
 ])
 def test_bad_flags(repo_root, args, needle):
     r = run(sys.executable, *args, cwd=repo_root)

@@ -369,6 +369,20 @@ def test_max_pool_fast_equals_reference(k, s, h, w, values, rng):
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("knockout", [True, False])
+def test_max_pool2x2_either_path_equals_reference(knockout, rng, monkeypatch):
+    """pool.KNOCKOUT_2X2 picks the 2x2 path (the offset loop stays selectable): both agree with the reference."""
+    monkeypatch.setattr(pool_k, "KNOCKOUT_2X2", knockout)
+    x = rng.integers(0, 2, (2, 7, 6, 3)).astype(np.float64)
+    out, cache = pool_k.max_pool2d_forward(x, 2, 2)
+    assert (cache[0] == "2x2") == knockout
+    ref, ref_cache = pool_k.max_pool2d_forward_reference(x, 2, 2)
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(pool_k.max_pool2d_backward(dout, cache),
+                                  pool_k.max_pool2d_backward_reference(dout, ref_cache))
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 2, 1), (1, 5, 7, 3), (3, 8, 6, 4), (2, 9, 4, 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pool2x2_knockout_is_exact(shape, dtype, rng):
