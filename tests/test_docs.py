@@ -100,3 +100,13 @@ def test_performance_norm_act_table_quotes_its_bench_results():
         assert cells[1] == {"relu": "BN + ReLU", "gelu": "BN + GELU"}[r["activation"]]
         assert cells[2:] == [f"{r['fused_fwd_ms']} / {r['fused_bwd_ms']}", f"{r['unfused_fwd_ms']} / {r['unfused_bwd_ms']}",
                              str(r["torch_fwd_bwd_ms"]), str(r["fused_vs_unfused"]), str(r["fused_vs_torch"])]
+
+
+def test_performance_chunks_pool_table_quotes_its_bench_results():
+    """Section 7's table is bench/results/chunks_pool_intel-avx512.json, row by row."""
+    rows = json.loads((RESULTS / "chunks_pool_intel-avx512.json").read_text())["rows"]
+    table = _table(PERFORMANCE.read_text(), "| layer | conv path | old, fwd / bwd")
+    assert len(table) == len(rows)
+    for cells, r in zip(table, rows, strict=True):
+        assert cells == [r["layer"], r.get("path", ""), f"{r['old_fwd_ms']} / {r['old_bwd_ms']}",
+                         f"{r['new_fwd_ms']} / {r['new_bwd_ms']}", str(r["new_vs_old"])]
