@@ -1,5 +1,6 @@
-"""The committed airbench-recipe pair (recorded/p3_airbench_*.json): both read through P3's result type, ran
-the same recipe, and docs/p3_better.md quotes their numbers as the files hold them."""
+"""The committed airbench-recipe pairs (recorded/p3_airbench_*.json, seeds 0 and 1): all read through P3's
+result type, each pair ran the same recipe and seed on both sides, and docs/p3_better.md quotes their
+numbers, and the means over the seeds, as the files hold them."""
 import json
 from pathlib import Path
 
@@ -8,8 +9,10 @@ import pytest
 from problems.p3.result import P3Result
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = {"scratchnet": REPO / "recorded" / "p3_airbench_scratchnet.json",
-         "torch": REPO / "recorded" / "p3_airbench_torch.json"}
+SIDES = ("scratchnet", "torch")
+SEEDS = (0, 1)
+FILES = {(side, seed): REPO / "recorded" / f"p3_airbench_{side}{'' if seed == 0 else f'_seed{seed}'}.json"
+         for seed in SEEDS for side in SIDES}
 
 
 def training_seconds(r: dict) -> float:
@@ -20,25 +23,36 @@ def training_seconds(r: dict) -> float:
 
 @pytest.fixture(scope="module")
 def runs():
-    return {side: json.loads(path.read_text()) for side, path in FILES.items()}
+    return {key: json.loads(path.read_text()) for key, path in FILES.items()}
 
 
-def test_both_read_as_p3_results_of_the_same_recipe(runs):
-    for side, path in FILES.items():
+def test_all_read_as_p3_results_of_the_same_recipe(runs):
+    for (side, seed), path in FILES.items():
         P3Result.read(path)
-        assert runs[side]["backend"] == ("numpy" if side == "scratchnet" else "torch")
-    a, b = (dict(runs[s]["hyperparameters"]) for s in FILES)
-    assert a == b and a["recipe"] == "airbench"
-    assert runs["scratchnet"]["total_steps"] == runs["torch"]["total_steps"] == 476
+        assert runs[side, seed]["backend"] == ("numpy" if side == "scratchnet" else "torch")
+        assert runs[side, seed]["hyperparameters"]["seed"] == seed
+        assert runs[side, seed]["total_steps"] == 476
+    settings = [{k: v for k, v in r["hyperparameters"].items() if k != "seed"} for r in runs.values()]
+    assert all(s == settings[0] for s in settings) and settings[0]["recipe"] == "airbench"
 
 
-def test_the_docs_quote_the_recorded_pair(runs):
+def pct(x):
+    return f"{100 * x:.2f}%"
+
+
+def test_the_docs_quote_the_recorded_pairs_and_their_means(runs):
     doc = (REPO / "docs" / "p3_better.md").read_text()
-    sn, pt = runs["scratchnet"], runs["torch"]
-    row = lambda name, a, b: f"| {name} | {a} | {b} |"  # noqa: E731
-    assert row("test accuracy, single view", f"{100 * sn['final_test_accuracy_without_tta']:.2f}%",
-               f"{100 * pt['final_test_accuracy_without_tta']:.2f}%") in doc
-    assert row("test accuracy, 6 views (TTA)", f"{100 * sn['final_test_accuracy']:.2f}%",
-               f"{100 * pt['final_test_accuracy']:.2f}%") in doc
-    assert row("training time", f"{training_seconds(sn):,.0f} s", f"{training_seconds(pt):,.0f} s") in doc
-    assert f"{training_seconds(sn) / training_seconds(pt):.2f}x the twin's training time" in doc
+    cells = lambda f: [f(runs[side, seed]) for seed in SEEDS for side in SIDES]  # noqa: E731
+    mean = lambda f, side: sum(f(runs[side, seed]) for seed in SEEDS) / len(SEEDS)  # noqa: E731
+    for name, key in (("test accuracy, single view", "final_test_accuracy_without_tta"),
+                      ("test accuracy, 6 views (TTA)", "final_test_accuracy")):
+        values = [pct(v) for v in cells(lambda r: r[key])]
+        means = [pct(mean(lambda r: r[key], side)) for side in SIDES]
+        assert f"| {name} | " + " | ".join(values + means) + " |" in doc
+    times = [f"{t:,.0f} s" for t in cells(training_seconds)]
+    assert "| training time | " + " | ".join(times) + " | | |" in doc
+    for seed in SEEDS:
+        ratio = training_seconds(runs["scratchnet", seed]) / training_seconds(runs["torch", seed])
+        assert f"seed {seed}: {ratio:.2f}x the twin's training time" in doc
+    gap = mean(lambda r: r["final_test_accuracy"], "torch") - mean(lambda r: r["final_test_accuracy"], "scratchnet")
+    assert f"mean TTA gap {100 * gap:+.2f} points" in doc
