@@ -13,8 +13,6 @@ facts. Run it on a quiet machine, like bench/train_step.py.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -29,8 +27,7 @@ cpu.choose_openblas_kernels()  # before numpy loads (scratchnet.cpu)
 import numpy as np  # noqa: E402
 
 from bench import machine  # noqa: E402
-from bench.train_step import timed  # noqa: E402
-from problems.common.cli import output_file, positive_int, thread_count  # noqa: E402
+from bench.train_step import timed, write_results  # noqa: E402
 from scratchnet import parallel  # noqa: E402
 from scratchnet.kernels import conv, pool, workspace  # noqa: E402
 
@@ -105,12 +102,7 @@ def _summary(res):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per measurement (median; default 5)")
-    p.add_argument("--threads", type=thread_count, default=2, help="threads for the kernels (default 2)")
-    p.add_argument("--out", type=output_file, help="results JSON (default bench/results/chunks_pool_<cpu family>.json)")
-    args = p.parse_args(argv)
+    args = machine.kernel_bench_arguments(__doc__, "chunks_pool", 5, argv)
     parallel.set_num_threads(args.threads)
     cpu.tune()
     info = machine.machine_info()
@@ -124,9 +116,7 @@ def main(argv=None):
     out = args.out or Path(__file__).resolve().parent / "results" / f"chunks_pool_{info['cpu_family']}.json"
     run = {"threads": args.threads, "repeats": args.repeats, "batch": BATCH, "tuned": True,
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "run": run, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, info, run, rows)
     return 0
 
 

@@ -92,3 +92,18 @@ def machine_info() -> dict:
             "numpy": np.__version__, "torch": torch.__version__, "python": platform.python_version(),
             "kernel": platform.release(), "l2_cache_bytes": workspace.l2_cache_bytes(),
             "conv_chunk_bytes": workspace.CHUNK_BYTES}
+
+
+def kernel_bench_arguments(doc: str, name: str, repeats: int, argv=None):
+    """The flags the per-kernel benches (norm_act.py, chunks_pool.py) share: --repeats, --threads, --out
+    (default bench/results/<name>_<cpu family>.json, resolved by the caller once the family is known)."""
+    import argparse  # noqa: PLC0415 - only the benches' command lines need it
+
+    from problems.common.cli import output_file, positive_int, thread_count  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(allow_abbrev=False, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=positive_int, default=repeats,
+                   help=f"timed calls per measurement (median; default {repeats})")
+    p.add_argument("--threads", type=thread_count, default=2, help="threads for the kernels (default 2)")
+    p.add_argument("--out", type=output_file, help=f"results JSON (default bench/results/{name}_<cpu family>.json)")
+    return p.parse_args(argv)

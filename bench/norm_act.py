@@ -12,8 +12,6 @@ Run it on a quiet machine, like bench/train_step.py.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -29,8 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import machine  # noqa: E402
-from bench.train_step import timed  # noqa: E402
-from problems.common.cli import output_file, positive_int, thread_count  # noqa: E402
+from bench.train_step import timed, write_results  # noqa: E402
 from scratchnet import parallel  # noqa: E402
 from scratchnet.kernels import activation, norm, norm_act  # noqa: E402
 
@@ -83,12 +80,7 @@ def measure(shape, act, repeats):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=positive_int, default=7, help="timed calls per measurement (median; default 7)")
-    p.add_argument("--threads", type=thread_count, default=2, help="threads for both libraries (default 2)")
-    p.add_argument("--out", type=output_file, help="results JSON (default bench/results/norm_act_<cpu family>.json)")
-    args = p.parse_args(argv)
+    args = machine.kernel_bench_arguments(__doc__, "norm_act", 7, argv)
     torch.set_num_threads(args.threads)
     parallel.set_num_threads(args.threads)
     cpu.tune()
@@ -106,9 +98,7 @@ def main(argv=None):
     out = args.out or Path(__file__).resolve().parent / "results" / f"norm_act_{info['cpu_family']}.json"
     run = {"threads": args.threads, "repeats": args.repeats, "tuned": True,
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "run": run, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(out, info, run, rows)
     return 0
 
 
