@@ -2,8 +2,9 @@
 
     python bench/chunks_pool.py [--repeats 5] [--threads 2] [--out FILE]
 
-The better net's layer shapes at batch 1024, float32, milliseconds of forward and of backward (median of
---repeats calls after one untimed), each measured both ways, taking turns:
+The better net's layer shapes at batch 1024, float32, milliseconds of forward and of backward, each
+measured both ways, taking turns: per repeat each setting runs one untimed and one timed call, and a row
+reports the median over --repeats repeats:
 - every conv (stride-1 3x3 ones on Winograd, the others on im2col) with the chunk budget the kernels used
   before (workspace.FALLBACK_CHUNK_BYTES, 2 MB) and with this machine's (workspace.CHUNK_BYTES, from its L2
   cache); the backward computes dW and, past the input layer, dx, as in training;
@@ -59,7 +60,7 @@ def both_ways(settings, make_fns, repeats):
 
 def conv_row(hwc, k, f, padding, need_dx, repeats, rng):
     x = rng.standard_normal((BATCH,) + hwc, dtype=np.float32)
-    w = (rng.standard_normal((k, k, hwc[2], f), dtype=np.float32) * 0.05)
+    w = rng.standard_normal((k, k, hwc[2], f), dtype=np.float32) * 0.05
 
     def make_fns():
         out, cache = conv.conv2d_forward(x, w, None, 1, padding, keep_for_dw=True)

@@ -104,6 +104,6 @@ def kernel_bench_arguments(doc: str, name: str, repeats: int, argv=None):
     p = argparse.ArgumentParser(allow_abbrev=False, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=positive_int, default=repeats,
                    help=f"timed calls per measurement (median; default {repeats})")
-    p.add_argument("--threads", type=thread_count, default=2, help="threads for the kernels (default 2)")
+    p.add_argument("--threads", type=thread_count, default=2, help="threads for every library timed (default 2)")
     p.add_argument("--out", type=output_file, help=f"results JSON (default bench/results/{name}_<cpu family>.json)")
     return p.parse_args(argv)
