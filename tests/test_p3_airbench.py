@@ -208,6 +208,32 @@ def test_airbench_net_and_learner_follow_the_recipe():
     assert plain.lookahead is None and len(plain.optimizer.param_groups) == 1
 
 
+def test_whitening_images_are_a_seeded_sample_of_every_class():
+    """The whitening filters come from a seeded random draw of the training images, not the first ones: the
+    JPEG copy loads sorted by class, so the first 5,000 are all airplanes."""
+    from problems.p3.run import whitening_sample
+    labels = np.repeat(np.arange(10), 5000)                       # the JPEG copy's order
+    idx = whitening_sample(labels, seed=0)
+    assert len(idx) == 5000 == len(np.unique(idx)) and np.all(np.diff(idx) > 0)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert counts.min() > 400 and counts.max() < 600              # ~500 per class, not 5,000 airplanes
+    np.testing.assert_array_equal(idx, whitening_sample(labels, seed=0))
+    assert not np.array_equal(idx, whitening_sample(labels, seed=1))
+    np.testing.assert_array_equal(whitening_sample(labels[:30], seed=0), np.arange(30))  # fewer: all of them
+    # the learner's filters are those of the sample
+    data = _data(n_train=40)
+    r = recipe_for("better", recipe="airbench", batch_size=8)
+    learner = make_learner("better", "numpy", r, data, widths=(8, 16, 16))
+    from scratchnet.data.augment import channel_stats, normalize
+    mean, std = channel_stats(data.train_x)
+    sample = data.train_x[whitening_sample(data.train_y, r.train.seed, count=25)]
+    other = patch_whitening_filters(normalize(sample, mean, std), **r.whitening_options())
+    mine = sn.backend.to_numpy(learner.model.whiten.weight.data)
+    full = patch_whitening_filters(normalize(data.train_x, mean, std), **r.whitening_options())
+    np.testing.assert_allclose(mine, full.astype(mine.dtype), rtol=1e-5, atol=1e-6)  # 40 <= 5,000: every image
+    assert not np.allclose(mine, other.astype(mine.dtype), rtol=1e-3)
+
+
 def _bias_per_epoch(recipe, data):
     learner = make_learner("better", "numpy", recipe, data, widths=(8, 16, 16))
     seen = []

@@ -42,25 +42,27 @@ def evaluated_on(val_per_class: int) -> str:
     return f"validation split (last {val_per_class} training images per class)"
 
 
-def validation_split(labels, train_per_class: int, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(labels, train_per_class: int | None, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, validation indices) into the training set: per class the first `train_per_class`
-    images train and the last `val_per_class` validate, so both are balanced and never overlap; UserError
-    when a class has too few images for both."""
+    images (None: all the others) train and the last `val_per_class` validate, so both are balanced and never
+    overlap; UserError when a class has too few images for both."""
     labels = np.asarray(labels)
     train, val = [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        if train_per_class + val_per_class > len(idx):
-            raise UserError(f"class {c} has {len(idx)} training images, fewer than {train_per_class} to train on "
+        keep = len(idx) - val_per_class if train_per_class is None else train_per_class
+        if keep < 1 or keep + val_per_class > len(idx):
+            raise UserError(f"class {c} has {len(idx)} training images, fewer than {max(keep, 1)} to train on "
                             f"plus {val_per_class} to validate on; lower --limit-per-class or --val-per-class")
-        train.append(idx[:train_per_class])
+        train.append(idx[:keep])
         val.append(idx[len(idx) - val_per_class:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def held_out(data, train_per_class: int, val_per_class: int):
-    """The data the ablation's runs see: its training subset as the training split and the validation images
-    in the place of the test split (which the loop scores after every epoch); the test images are dropped."""
+def held_out(data, train_per_class: int | None, val_per_class: int):
+    """The data the ablation's runs (and `p3_small_cnn.py --val-per-class`) see: the training subset (None:
+    every image not held out) as the training split and the validation images in the place of the test split
+    (which the loop scores after every epoch); the test images are dropped."""
     train, val = validation_split(data.train_y, train_per_class, val_per_class)
     return replace(data, train_x=data.train_x[train], train_y=data.train_y[train], test_x=data.train_x[val],
                    test_y=data.train_y[val], info={**data.info, "split": evaluated_on(val_per_class),

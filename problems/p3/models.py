@@ -32,14 +32,15 @@ ARCHITECTURE["small_bn"] = [line.replace(", ReLU", ", batch norm, ReLU (no conv 
                             for line in ARCHITECTURE["small"]]
 INITIALISATION = ("He/Kaiming normal: every conv and linear weight ~ N(0, 2/fan_in), fan_in = kh*kw*C_in "
                   "or in_features; biases 0; batch norm gamma 1, beta 0 (running mean 0, var 1, momentum 0.1)")
-BETTER_INITIALISATION = ("first layer: fixed 2x2 patch-whitening filters (eigenvectors of the training patches' "
-                         "covariance scaled by 1/sqrt(eigenvalue + 5e-4), each also negated; bias 0, trained); "
+BETTER_INITIALISATION = ("first layer: fixed 2x2 patch-whitening filters (eigenvectors of the covariance of "
+                         "5,000 random training images' patches scaled by 1/sqrt(eigenvalue + 5e-4), each also "
+                         "negated; bias 0, trained); "
                          "3x3 convs: He normal, then Dirac (identity) on the first min(C_in, C_out) filters; "
                          "batch norm scale frozen at 1, shift 0 (momentum 0.4); linear head zero, logits x 1/9")
 
 
 AIRBENCH_INITIALISATION = ("first layer: fixed 2x2 patch-whitening filters (eigenvectors of the uncentered second "
-                           "moment of every 2x2 patch of 5,000 training images, scaled by 1/sqrt(eigenvalue + "
+                           "moment of every 2x2 patch of 5,000 random training images, scaled by 1/sqrt(eigenvalue + "
                            "5e-4), each also negated; bias 0, trained for the first 3 epochs); 3x3 convs: He "
                            "normal, then Dirac (identity) on the first min(C_in, C_out) filters; batch norm scale "
                            "frozen at 1, shift 0 (eps 1e-12, momentum 0.4); linear head zero, logits x 1/9")

@@ -51,7 +51,7 @@ RATIONALE = [  # part 3's design choices in one line each; docs/p3_better.md exp
 AIRBENCH_RATIONALE = [  # the airbench recipe's choices, one line each (docs/p3_better.md, "The airbench recipe")
     "the same network (fixed 2x2 patch whitening, Dirac-initialised conv/pool/BN/GELU blocks 64/256/256, "
     "logits x 1/9), batch norm with eps 1e-12 and frozen scale, running-statistics momentum 0.4 (PyTorch's)",
-    "whitening filters from every 2x2 patch of 5,000 training images, uncentered second moment, eps 5e-4",
+    "whitening filters from every 2x2 patch of 5,000 random training images, uncentered second moment, eps 5e-4",
     "hyper-parameters per 1,024 examples on a loss summed over the batch: lr 11.5, Nesterov momentum 0.85, "
     "the step divided by 1024 (1 + 1 / (1 - momentum)); batch 1,024",
     "weight decay decoupled from the lr, as strong per step as the published 0.0153 (coupled) is after "

@@ -17,6 +17,7 @@ from .result import (HISTORY_KEYS, P3Comparison, P3Result, ablation_rows, discus
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ABLATION = REPO / "weights" / "p3_better_ablation.json"   # part 3's committed ablation
+WHITENING_IMAGES = 5000   # images whose 2x2 patches fix the better net's whitening filters (as published)
 
 
 class Diverged(UserError):
@@ -36,6 +37,16 @@ def device_of(learner) -> str:
     if hasattr(learner, "device"):  # the PyTorch reference
         return learner.device
     return "cpu" if learner.backend == "numpy" else "cuda"
+
+
+def whitening_sample(labels, seed: int, count: int = WHITENING_IMAGES) -> np.ndarray:
+    """Indices of the `count` training images (all, if fewer) whose patches fix the whitening filters: drawn at
+    random with `seed`, in sorted order. Not the first `count`: the JPEG copy loads sorted by class, so those
+    would all be airplanes (the published recipe's first 5,000 come from CIFAR-10's own shuffled order)."""
+    n = len(labels)
+    if n <= count:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
 
 
 def make_learner(model: str, backend: str, recipe: Recipe, data=None, **model_options):
@@ -59,7 +70,8 @@ def make_learner(model: str, backend: str, recipe: Recipe, data=None, **model_op
             from scratchnet.data.augment import channel_stats, normalize
             from scratchnet.init import patch_whitening_filters
             mean, std = channel_stats(data.train_x)
-            whitening = patch_whitening_filters(normalize(data.train_x[:5000], mean, std), seed=config.seed,
+            sample = data.train_x[whitening_sample(data.train_y, config.seed)]
+            whitening = patch_whitening_filters(normalize(sample, mean, std), seed=config.seed,
                                                 **recipe.whitening_options())
     net = models.build(model, seed=config.seed, whitening=whitening, **model_options)
     plan = recipe.learner_plan(net, len(data.train_y)) if data is not None else {}
