@@ -137,6 +137,9 @@ def load_section(results: Path, key: str, runs: dict, hints: dict) -> Section:
             raise ValueError("not a JSON object")
         if RESULT_TYPES.get(key) is not None:
             data = RESULT_TYPES[key].from_json(data)
+            why = getattr(data, "unfit_for_report", lambda: None)()
+            if why:
+                raise ValueError(why)
     except (ValueError, OSError) as e:  # ResultError is a ValueError
         rel = path.relative_to(results).as_posix()
         sec["missing"] = {"command": command, "error": f"{rel}: unreadable results file ({e})", "note": None}

@@ -92,7 +92,27 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
     assert r.returncode == 0 and (ev / "loss_bn_comparison.png").is_file()
 
 
+def test_script_scores_on_the_validation_split_and_the_report_refuses_it(repo_root, tmp_path, cifar_small):
+    """--val-per-class: trains on all but the last V images of each class, scores on those, never on the test
+    set; results.json says so, and the report will not show the run as a test accuracy."""
+    from problems.p3.result import P3Result
+    out = tmp_path / "val"
+    r = run_script("--model", "small", "--epochs", "1", "--limit-per-class", "12", "--val-per-class", "4",
+                   "--batch-size", "32", "--out", str(out), "--no-progress", cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    assert "final validation accuracy" in r.stdout and "on 40 validation images" in r.stdout
+    res = P3Result.read(out / "results.json")
+    assert res.n_train == 80 and res.n_test == 40 and res.evaluated_on.startswith("validation split")
+    assert "validation accuracy" in res.discussion
+    assert "not the test set" in res.unfit_for_report()
+    res.evaluated_on = None
+    assert res.unfit_for_report() is None
+
+
 @pytest.mark.parametrize("args,needle", [
+    (["--val-per-class", "3", "--compare", "a.json", "b.json"], "--val-per-class belongs to training"),
+    (["--val-per-class", "0"], "--val-per-class"),
+    (["--limit-per-class", "4", "--val-per-class", "4", "--epochs", "1"], "fewer than 1 to train on plus 4"),
     (["--epochs", "0"], "--epochs"),
     (["--backend", "tpu"], "--backend"),
     (["--label-smoothing", "1.5"], "--label-smoothing"),
@@ -108,7 +128,7 @@ def test_script_trains_writes_results_and_evaluates_weights(repo_root, tmp_path,
 ])
 def test_bad_input_is_one_line_and_exit_2(repo_root, data_root, tmp_path, args, needle):
     has_cifar = (data_root / "cifar10").is_dir() or (data_root / "cifar-10-batches-py").is_dir()
-    if needle == "fewer than one batch" and not has_cifar:
+    if needle.startswith("fewer than") and not has_cifar:
         pytest.skip("this check needs CIFAR-10 under the data root")  # every other case fails before loading data
     r = run_script(*args, "--out", str(tmp_path / "out"), cwd=repo_root)  # never write into the repo
     assert r.returncode == 2, (r.stdout, r.stderr)

@@ -90,6 +90,21 @@ def test_committed_ablation_loads_and_was_scored_on_the_validation_split():
     assert sorted({v.seed for v in ab.variants if v.variant == "full"}) == [0, 1]      # the headline row: 2 seeds
 
 
+def test_a_validation_split_run_is_not_shown_as_the_test_accuracy(tmp_path):
+    """A results file scored on the validation split (--val-per-class) in the better net's place: the report
+    names why and shows no number from it."""
+    import build_report
+    obj = fixture.better().to_json()
+    obj["evaluated_on"] = "validation split (last 500 training images per class)"
+    (tmp_path / "p3" / "better").mkdir(parents=True)
+    (tmp_path / "p3" / "better" / "results.json").write_text(json.dumps(obj))
+    sec = build_report.load_section(tmp_path, "p3_better", {}, {})
+    assert not sec["ok"] and "not the test set" in sec["missing"]["error"]
+    del obj["evaluated_on"]
+    (tmp_path / "p3" / "better" / "results.json").write_text(json.dumps(obj))
+    assert build_report.load_section(tmp_path, "p3_better", {}, {})["ok"]
+
+
 def test_fixture_round_trips_and_mistyped_fields_are_named():
     obj = fixture.better().to_json()
     assert P3Result.from_json(json.loads(json.dumps(obj))) == fixture.better()

@@ -24,6 +24,8 @@ smoothing, the weight average (EMA) for evaluation, alternating flips and the fi
 Nesterov 0.85, decoupled decay, batch-norm biases at 64x the lr, triangular schedule, Lookahead, the
 whitening bias trained for 3 epochs, batch-norm eps 1e-12); the PyTorch twin follows the same recipe.
 --epochs may be fractional (9.9: the tenth epoch runs 90% of its steps, rounded up).
+--val-per-class V trains on all but the last V training images of each class and scores on those (the JPEG
+copy loads sorted by class, so the split is per class): the way to choose a recipe without the test set.
 """
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ def parse_args(argv):
                    help="part 3: ablation results to include (default: weights/p3_better_ablation.json, if present)")
     p.add_argument("--limit-per-class", type=positive_int, default=None,
                    help="use only the first K images per class of each split (smoke tests)")
+    p.add_argument("--val-per-class", type=positive_int, default=None, metavar="V",
+                   help="hold out the last V training images of each class and score every epoch on them "
+                        "instead of the test set (choosing a recipe); results.json says `evaluated_on`")
     add_download_flag(p, "the official CIFAR-10")
     p.add_argument("--recorded-if-no-data", action="store_true",
                    help="with --eval-only: if no CIFAR-10 can be had, show the accuracy and curves recorded "
@@ -96,6 +101,8 @@ def parse_args(argv):
         p.error("--recorded-if-no-data belongs to --eval-only")
     if args.recipe != "default" and args.model != "better":
         p.error(f"--recipe {args.recipe} belongs to --model better (part 3)")
+    if args.val_per_class is not None and (args.eval_only or args.compare):
+        p.error("--val-per-class belongs to training (not --eval-only or --compare)")
     if args.stop_after is not None and (args.eval_only or args.compare):
         p.error("--stop-after belongs to training (not --eval-only or --compare)")
     if args.stop_after is not None:
@@ -153,11 +160,16 @@ def draw_figures(out: Path, result: P3Result, weights: dict) -> dict:
 
 
 def draw_accuracy_vs_time(out: Path, result: P3Result) -> str:
-    """Test accuracy after each epoch against cumulative training time: part 3 beside the committed part-1/2 runs."""
+    """Test accuracy after each epoch against cumulative training time: part 3 beside the committed part-1/2 runs
+    (alone, and labelled so, when it was scored on the validation split)."""
     from itertools import accumulate
 
     from problems.common.plots import plot_accuracy_vs_time
     runs = [("part 3 (better)", list(accumulate(result.epoch_seconds)), result.test_accuracy)]
+    if result.evaluated_on:
+        plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png", ylabel="validation accuracy",
+                              title="P3: validation accuracy vs training time")
+        return "accuracy_vs_time.png"
     for label, path in SMALL_RUNS:
         if path.is_file():
             try:
@@ -203,8 +215,9 @@ def train_one(args, model: str, data) -> P3Result:
                                 stop_after=args.stop_after)
     write(out, result, weights)
     stopped = f" (stopped after epoch {result.stopped_after} of {result.epochs})" if result.stopped_after else ""
-    print(f"P3 {model}: final test accuracy {result.final_test_accuracy:.4f}{stopped} "
-          f"(error {result.final_test_error:.4f}) on {result.n_test} test images, {data.source}; "
+    split = "validation" if result.evaluated_on else "test"
+    print(f"P3 {model}: final {split} accuracy {result.final_test_accuracy:.4f}{stopped} "
+          f"(error {result.final_test_error:.4f}) on {result.n_test} {split} images, {data.source}; "
           f"{result.seconds:.0f} s of training; results in {out / 'results.json'}")
     return result
 
@@ -258,6 +271,9 @@ def main(argv=None):
     from .run import load_data
     data = load_data(args.data_dir, download=args.download, limit_per_class=args.limit_per_class,
                      progress=not args.no_progress)
+    if args.val_per_class is not None:  # the test images are dropped: a recipe search never sees them
+        from .ablation import held_out
+        data = held_out(data, None, args.val_per_class)
     if args.eval_only:
         eval_only(args, data)
         return 0

@@ -175,6 +175,7 @@ class P3Result(_P3Result):
     data_dir: str | None = optional()
     n_train: int | None = optional()
     n_test: int | None = optional()
+    evaluated_on: str | None = optional()   # None: the test set; else the validation split (--val-per-class)
     weights_file: str
     layers: list[LayerRow] = field(default_factory=list)
     rationale: list[str] | None = optional()             # part 3: the design choices, one line each
@@ -192,6 +193,13 @@ class P3Result(_P3Result):
     evaluated: bool | None = optional()     # False: the accuracy shown was recorded, not re-evaluated
     final_test_loss: float | None = optional()
     recorded_note: str | None = optional()
+
+    def unfit_for_report(self) -> str | None:
+        """Why the report must not show this run as its answer (None: it may): a run scored on the validation
+        split measured no test accuracy, whatever its `test_*` fields are called."""
+        if self.evaluated_on:
+            return f"scored on the {self.evaluated_on}, not the test set; the report shows test-set runs only"
+        return None
 
 
 @dataclass(kw_only=True)
@@ -259,10 +267,12 @@ class AblationResult(_P3Result):
 
 
 # ------------------------------------------------------------------------------------------- text
-def discussion_for(model: str, accuracy: float, data_source: str, epochs: int, seconds: float, backend: str) -> str:
-    """The results file's one-line summary (the report makes its own text from the fields: p3_facts)."""
+def discussion_for(model: str, accuracy: float, data_source: str, epochs: int, seconds: float, backend: str,
+                   split: str = "test") -> str:
+    """The results file's one-line summary (the report makes its own text from the fields: p3_facts).
+    split: 'test', or 'validation' for a run scored on the split held out of the training set."""
     lossy = " on the lossy JPEG copy of CIFAR-10" if "lossy" in data_source else ""
-    return (f"The {model} network reached {100 * accuracy:.1f}% test accuracy{lossy} after "
+    return (f"The {model} network reached {100 * accuracy:.1f}% {split} accuracy{lossy} after "
             f"{epochs} epochs ({seconds / 60:.1f} min of training).")
 
 

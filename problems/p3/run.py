@@ -11,6 +11,7 @@ from problems.common.cli import UserError, command_line, data_root, portable_pat
 from scratchnet.io import load_npz
 
 from . import models
+from .ablation import describe as describe_split
 from .recipe import EMA_WARMUP, RATIONALE, TTA_VIEWS, Recipe
 from .result import (HISTORY_KEYS, P3Comparison, P3Result, ablation_rows, discussion_for, read_companion,
                      read_train_loss)
@@ -129,7 +130,8 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()  # before the learner: the better net's whitening filters are part of training
     learner = make_learner(model, backend, recipe, data)
-    print(f"P3 {model}: {backend} backend, {data.describe()}")
+    split = data.info.get("split")   # set by --val-per-class: the "test" images are the validation split
+    print(f"P3 {model}: {backend} backend, {describe_split(data) if split else data.describe()}")
     try:
         history = recipe.fit(learner, data, out_dir=out, resume=resume, progress=progress, stop_after=stop_after)
     except ValueError as e:  # e.g. a checkpoint made with other settings
@@ -154,10 +156,12 @@ def train(model: str, backend: str, recipe: Recipe, data, out: Path, resume: boo
         "initialisation": models.initialisation_for(model, recipe_name), "architecture": models.ARCHITECTURE[model],
         "first_conv_padding": 0, "parameters": learner.num_parameters(), "data_source": data.source,
         "data_dir": portable_path(data.directory, data_dir), "n_train": int(len(data.train_y)),
-        "n_test": int(len(data.test_y)), "weights_file": "weights.npz", "layers": models.layer_table_for(model),
+        "n_test": int(len(data.test_y)), **({"evaluated_on": split} if split else {}),
+        "weights_file": "weights.npz", "layers": models.layer_table_for(model),
         **(better_extras(ablation, recipe.rationale()) if model == "better" else {}),
         "filter_stats": measured_filters(model, weights, backend, recipe.train.seed), "figures": {},
-        "discussion": discussion_for(model, accuracy, data.source, epochs, seconds_all, backend)}
+        "discussion": discussion_for(model, accuracy, data.source, epochs, seconds_all, backend,
+                                     "validation" if split else "test")}
     return P3Result.from_json(fields), weights
 
 
