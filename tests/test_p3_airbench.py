@@ -315,3 +315,25 @@ def test_script_runs_the_airbench_recipe_and_records_it(repo_root, tmp_path):
     bad = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--model", "small", "--recipe", "airbench"],
                          capture_output=True, text=True, cwd=repo_root, timeout=600)
     assert bad.returncode == 2 and "--recipe airbench belongs to --model better" in bad.stderr
+    # evaluating the weights without --recipe takes the recipe recorded beside them (batch-norm eps 1e-12)
+    from problems.p3 import cli
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "p.npz").write_bytes((out / "weights.npz").read_bytes())
+    (w / "p.json").write_text((out / "results.json").read_text())
+    losses = {}
+    for extra in ([], ["--recipe", "airbench"]):
+        ev = tmp_path / f"eval{len(extra)}"
+        r = subprocess.run([sys.executable, "problems/p3_small_cnn.py", "--model", "better", "--eval-only",
+                            "--weights", str(w / "p.npz"), "--data-dir", str(tmp_path / "data"), "--out", str(ev),
+                            "--no-progress", *extra], capture_output=True, text=True, cwd=repo_root, timeout=600)
+        assert r.returncode == 0, r.stderr
+        losses[len(extra)] = json.loads((ev / "results.json").read_text())["final_test_loss"]
+    assert losses[0] == losses[2]
+    args = cli.parse_args(["--model", "better", "--eval-only", "--weights", str(w / "p.npz")])
+    cli.check_inputs(args)
+    assert args.recipe == "airbench"
+    (w / "p.json").unlink()                       # nothing recorded: the default recipe
+    args = cli.parse_args(["--model", "better", "--eval-only", "--weights", str(w / "p.npz")])
+    cli.check_inputs(args)
+    assert args.recipe == "default"

@@ -56,9 +56,10 @@ def parse_args(argv):
                    help="scratchnet on numpy (CPU) or cupy (GPU), or the PyTorch reference (default: numpy)")
     p.add_argument("--model", choices=ALL_MODELS + ("both",), default="both",
                    help="small (part 1), small_bn (part 2), both (default: parts 1 and 2) or better (part 3)")
-    p.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
-                   help="--model better only: 'default' (batch 512, one-cycle, EMA) or 'airbench' (the published "
-                        "airbench94 recipe's training choices)")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=None,
+                   help="--model better only: 'default' (batch 512, one-cycle, EMA; the default for training) or "
+                        "'airbench' (the published airbench94 recipe's training choices); with --eval-only, "
+                        "default: the recipe recorded beside --weights")
     p.add_argument("--epochs", type=positive_epochs, default=None,
                    help="default: the recipe's (15; better: 12; airbench: 9.9); may be fractional")
     p.add_argument("--stop-after", type=positive_int, default=None, metavar="K",
@@ -99,8 +100,10 @@ def parse_args(argv):
         p.error("--ablation belongs to --model better (part 3)")
     if args.recorded_if_no_data and not args.eval_only:
         p.error("--recorded-if-no-data belongs to --eval-only")
-    if args.recipe != "default" and args.model != "better":
+    if args.recipe not in (None, "default") and args.model != "better":
         p.error(f"--recipe {args.recipe} belongs to --model better (part 3)")
+    if args.recipe is None and not args.eval_only:   # eval-only reads it from the weights' companion
+        args.recipe = "default"
     if args.val_per_class is not None and (args.eval_only or args.compare):
         p.error("--val-per-class belongs to training (not --eval-only or --compare)")
     if args.stop_after is not None and (args.eval_only or args.compare):
@@ -130,7 +133,7 @@ def out_dir_for(args, model: str) -> Path:
 
 def recipe_of(args, model: str):
     from .recipe import recipe_for
-    return recipe_for(model, args.seed, recipe=getattr(args, "recipe", "default"), epochs=args.epochs,
+    return recipe_for(model, args.seed, recipe=getattr(args, "recipe", None) or "default", epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing)
 
 
@@ -202,7 +205,11 @@ def check_inputs(args) -> None:
         array_module("cupy")
     if args.eval_only:
         read_weights(args.weights)
-        read_companion(args.weights.with_suffix(".json"))
+        trained = read_companion(args.weights.with_suffix(".json"))
+        if args.recipe is None:  # the recipe fixes the net's options (batch-norm eps) and the test-time views
+            recorded = trained.get("hyperparameters")
+            recipe = recorded.get("recipe") if isinstance(recorded, dict) else None
+            args.recipe = recipe if recipe in RECIPE_NAMES and args.model == "better" else "default"
     if args.model == "better" and args.ablation is not None:
         better_extras(args.ablation)
 
