@@ -409,8 +409,10 @@ def profile_layers(net, x, y, steps, twin=None, sync=lambda: None):
     rows = []
     for group in net.run_groups():
         layer = net.layers[group[0]]
-        row = {"layer": "+".join(names[i] for i in group),
-               "op": "+".join(type(net.layers[i]).__name__ for i in group) + (" (fused)" if len(group) > 1 else ""),
+        how = "" if len(group) == 1 else " (pool first)" if group[0] > group[1] else " (fused)"
+        in_order = sorted(group)                      # the layers as written, whatever order they run in
+        row = {"layer": "+".join(names[i] for i in in_order),
+               "op": "+".join(type(net.layers[i]).__name__ for i in in_order) + how,
                "scratchnet_fwd_ms": group_ms("sn", "fwd", group), "scratchnet_bwd_ms": group_ms("sn", "bwd", group)}
         if twin is not None:
             row["torch_fwd_ms"], row["torch_bwd_ms"] = group_ms("torch", "fwd", group), group_ms("torch", "bwd", group)

@@ -151,6 +151,7 @@ def test_each_side_runs_alone_in_a_child_that_reports_its_step_time_and_peak_mem
 def test_per_layer_table_without_fusion_has_one_row_per_layer(monkeypatch):
     bench = load_bench()
     monkeypatch.setattr(sn.nn, "FUSE_BN_ACTIVATION", False)
+    monkeypatch.setattr(sn.nn, "COMMUTE_RELU_MAXPOOL", False)
     net = tiny_net()
     x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
     rows = bench.profile_layers(net, x, np.array([1, 7]), steps=1)

@@ -140,6 +140,48 @@ def test_sequential_fuses_only_when_asked_and_gives_the_same_result(act, rng, mo
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2)])
+def test_relu_then_max_pool_runs_pool_first_with_the_same_bits(dtype, pool, monkeypatch):
+    """COMMUTE_RELU_MAXPOOL: a ReLU before a max pool runs after it, giving the same output and gradients
+    bit for bit, ties and all-negative windows included (values drawn from a few integers); an AvgPool2d
+    (a mean does not commute with ReLU) and a ReLU not followed by a pool keep their order."""
+    r = np.random.default_rng(3)
+    x = r.integers(-3, 3, (2, 7, 7, 3)).astype(dtype)          # many ties, zeros, negative windows
+    results, order = {}, {}
+    for commute in (True, False):
+        monkeypatch.setattr(sn.nn, "COMMUTE_RELU_MAXPOOL", commute)
+        with sn.backend.default_dtype_as(dtype):
+            net = sn.nn.Sequential(("conv", sn.nn.Conv2d(3, 3, 1, rng=np.random.default_rng(0))),
+                                   ("relu", sn.nn.ReLU()), ("pool", sn.nn.MaxPool2d(*pool)),
+                                   ("relu2", sn.nn.ReLU()), ("avg", sn.nn.AvgPool2d(2)))
+        net.conv.weight.data[...] = np.eye(3, dtype=dtype)       # the conv passes x through: ties survive
+        net.conv.bias.data[...] = 0
+        calls = []
+        for name in ("relu", "pool", "relu2", "avg"):
+            layer = getattr(net, name)
+            monkeypatch.setattr(layer, "forward", _spy_order(layer.forward, name, calls))
+        xin = sn.Tensor(x.copy(), requires_grad=True)
+        out = net(xin)
+        out.backward(np.arange(out.data.size, dtype=dtype).reshape(out.shape) - 3)
+        results[commute] = (out.data, xin.grad, net.conv.weight.grad, net.conv.bias.grad)
+        order[commute] = (calls, net.run_groups())
+        monkeypatch.undo()
+    assert order[True] == (["pool", "relu", "relu2", "avg"], [[0], [2, 1], [3], [4]])
+    assert order[False] == (["relu", "pool", "relu2", "avg"], [[0], [1], [2], [3], [4]])
+    for a, b in zip(results[True], results[False]):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    assert np.any(results[True][1] != 0) and np.any(results[True][1] == 0)
+
+
+def _spy_order(forward, name, calls):
+    def run(*a, **k):
+        calls.append(name)
+        return forward(*a, **k)
+    return run
+
+
 def _spy(forward, calls):
     def run(self, *a, **k):
         calls.append(k.get("activation"))
