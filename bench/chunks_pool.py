@@ -8,7 +8,9 @@ reports the median over --repeats repeats:
 - every conv (stride-1 3x3 ones on Winograd, the others on im2col) with the chunk budget the kernels used
   before (workspace.FALLBACK_CHUNK_BYTES, 2 MB) and with this machine's (workspace.CHUNK_BYTES, from its L2
   cache); the backward computes dW and, past the input layer, dx, as in training;
-- every max pool with the offset loop (pool.KNOCKOUT_2X2 = False) and with the knockout pair.
+- every max pool with the offset loop (pool.KNOCKOUT_2X2 = False) and with the knockout pair;
+- the small net's ReLU and 2x2 max pool (batch 128, 22x22x64) as written and pool first (what
+  nn.COMMUTE_RELU_MAXPOOL makes Sequential do): the pair's kernels, forward and backward.
 Writes bench/results/chunks_pool_<cpu family>.json (bench/machine.py names the family) with the machine's
 facts. Run it on a quiet machine, like bench/train_step.py.
 """
@@ -30,7 +32,7 @@ import numpy as np  # noqa: E402
 from bench import machine  # noqa: E402
 from bench.train_step import timed, write_results  # noqa: E402
 from scratchnet import parallel  # noqa: E402
-from scratchnet.kernels import conv, pool, workspace  # noqa: E402
+from scratchnet.kernels import activation, conv, pool, workspace  # noqa: E402
 
 BATCH = 1024
 # The better net's trained convs (input HWC, kernel, out channels, padding, dx needed: the first one's input
@@ -38,6 +40,7 @@ BATCH = 1024
 CONVS = [((31, 31, 24), 3, 64, 1, True), ((15, 15, 64), 3, 64, 1, True),
          ((15, 15, 64), 3, 256, 1, True), ((7, 7, 256), 3, 256, 1, True), ((3, 3, 256), 3, 256, 1, True)]
 POOLS = [(31, 31, 64), (15, 15, 256), (7, 7, 256)]
+RELU_POOL = (128, 22, 22, 64)   # the small net's first ReLU and pool, at its batch
 
 
 def median_ms(fn, repeats):
@@ -96,6 +99,34 @@ def pool_row(hwc, repeats, rng):
             **_summary(res)}
 
 
+def relu_pool_row(shape, repeats, rng):
+    """ReLU then 2x2 max pool ('old', as written) against the pool then ReLU ('new'): kernels only."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dout = rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3]), dtype=np.float32)
+    order = {}
+
+    def as_written():
+        r, r_cache = activation.relu_forward(x)
+        out, p_cache = pool.max_pool2d_forward(r, 2)
+        return out, lambda: activation.relu_backward(pool.max_pool2d_backward(dout, p_cache), r_cache)
+
+    def pool_first():
+        p, p_cache = pool.max_pool2d_forward(x, 2)
+        out, r_cache = activation.relu_forward(p)
+        return out, lambda: pool.max_pool2d_backward(activation.relu_backward(dout, r_cache), p_cache)
+
+    def make_fns():
+        run = order["run"]
+        backward = run()[1]
+        return lambda: run(), backward
+
+    settings = {"old": lambda: order.update(run=as_written), "new": lambda: order.update(run=pool_first)}
+    res = both_ways(settings, make_fns, repeats)
+    n, h, w, c = shape
+    return {"layer": f"ReLU + MaxPool2d 2x2 on {h}x{w}x{c}, batch {n}", "old": "ReLU first (as written)",
+            "new": "pool first", **_summary(res)}
+
+
 def _summary(res):
     (of, ob), (nf, nb) = res["old"], res["new"]
     return {"old_fwd_ms": of, "old_bwd_ms": ob, "new_fwd_ms": nf, "new_bwd_ms": nb,
@@ -111,6 +142,7 @@ def main(argv=None):
     print(f"{info['cpu']} ({info['cpu_family']}), {args.threads} threads, batch {BATCH}; ms fwd / bwd, old -> new; "
           f"chunk budget {workspace.FALLBACK_CHUNK_BYTES >> 20} MB -> {workspace.CHUNK_BYTES / (1 << 20):g} MB")
     rows = [conv_row(*spec, args.repeats, rng) for spec in CONVS] + [pool_row(s, args.repeats, rng) for s in POOLS]
+    rows.append(relu_pool_row(RELU_POOL, args.repeats, rng))
     for r in rows:
         print(f"  {r['layer']:<34} {r['old_fwd_ms']:7.1f} / {r['old_bwd_ms']:7.1f}  ->  "
               f"{r['new_fwd_ms']:7.1f} / {r['new_bwd_ms']:7.1f}   new/old {r['new_vs_old']:.2f}")

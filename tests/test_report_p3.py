@@ -299,6 +299,18 @@ def test_ablation_shown_only_when_scored_on_the_validation_split(tmp_path):
     assert "60.50%" not in p3
 
 
+def test_ablation_of_the_one_cycle_recipe_says_so_beside_an_airbench_network():
+    """The ablation runs the one-cycle recipe: beside a network trained with the airbench recipe the report
+    says which recipe the ablation trained, and not when the network's recipe is the one-cycle one."""
+    from problems.p3.result import ablation_facts
+    r = fixture.better()
+    assert r.hyperparameters is not None and r.hyperparameters.recipe is None
+    assert not any("one-cycle" in line for line in ablation_facts(r)["text"])
+    r.hyperparameters.recipe = "airbench"
+    note = [line for line in ablation_facts(r)["text"] if "one-cycle" in line]
+    assert len(note) == 1 and "not the airbench recipe" in note[0] and "Lookahead" in note[0]
+
+
 def test_ablation_sentences_judge_differences_against_the_seed_range():
     from problems.p3.result import ablation_sentences
     rows = fixture.validation_ablation(variant_accs=(0.702, 0.712))

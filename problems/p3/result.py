@@ -363,9 +363,16 @@ def ablation_facts(d: P3Result) -> dict:
         return {"state": "test"}
     source = f", {d.data_source}" if d.data_source else ""
     budget = (d.ablation_budget or "").replace(source, "") or None
+    text = ablation_sentences(d.ablation, budget, "validation")
+    recipe = d.hyperparameters.recipe if d.hyperparameters is not None else None
+    if recipe == "airbench":  # problems/p3/ablation.py ablates the one-cycle recipe (RECIPES["better"])
+        text.append("These runs train the same network with the one-cycle recipe and its EMA, not the "
+                    "airbench recipe the final network was trained with: they measure "
+                    "what the network's own tricks are worth (whitening, identity init, label smoothing, "
+                    "alternating flips), while the EMA row concerns a weight average the airbench recipe "
+                    "replaces by Lookahead.")
     return {"state": "validation", "rows": d.ablation, "evaluated_on": d.ablation_evaluated_on,
-            "seeds": max((r.seeds or 1) for r in d.ablation),
-            "text": ablation_sentences(d.ablation, budget, "validation")}
+            "seeds": max((r.seeds or 1) for r in d.ablation), "text": text}
 
 
 # The report's sentences. Formatting as report/build_report.py formats numbers (a dash for a missing one).
