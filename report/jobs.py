@@ -36,6 +36,9 @@ P2_BACKBONES = "recorded/p2_backbones.json"     # P2's backbone table, recorded 
 P4_STUDY = "recorded/p4_study.json"   # P4 study: update-rule table and EOT sweep, recorded (the EOT sweep is slow)
 P3_WEIGHTS = {"small": "weights/p3_small.npz", "small_bn": "weights/p3_small_bn.npz",
               "better": "weights/p3_better.npz"}
+# How the committed part-3 network was trained (its JSON's hyperparameters say the same; a test checks):
+# retraining runs this, so RETRAIN=1 remakes that network, not the script's default recipe.
+P3_BETTER_TRAINING = ["--recipe", "airbench", "--epochs", "22"]
 
 
 # What each problem reads from the data root, and how a reader provides it when it is missing.
@@ -156,8 +159,8 @@ def plan(results: Path, retrain: bool = False, data_dir: str | None = None, quic
                                           "--out", f"{r}/p3/twin_check"], ["p3_twin_check"],
                         needs=[Path(results) / f"p3/{m}/results.json" for m in twins]
                         + [Path(results) / f"p3/twin/{m}/results.json" for m in twins]))
-        jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", "--out",
-                                      f"{r}/p3/better", "--no-progress", *no_dl, *data], ["p3_better"]))
+        jobs.append(Job("p3_better", ["problems/p3_small_cnn.py", "--model", "better", *P3_BETTER_TRAINING,
+                                      "--out", f"{r}/p3/better", "--no-progress", *no_dl, *data], ["p3_better"]))
     else:
         for model in ("small", "small_bn"):
             job = Job(f"p3_{model}", ["problems/p3_small_cnn.py", "--model", model, "--eval-only", "--weights",

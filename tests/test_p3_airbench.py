@@ -155,12 +155,29 @@ def test_whitening_from_every_patch_uncentered_and_the_default_unchanged():
 
 @pytest.mark.parametrize("model", ["small", "small_bn", "better"])
 def test_default_recipes_are_the_recorded_ones(repo_root, model):
-    """The default recipe of each net is exactly what its committed run recorded, nothing added."""
-    recorded = json.loads((repo_root / "weights" / f"p3_{model}.json").read_text())["hyperparameters"]
+    """The default recipe of each net is exactly what its committed run recorded, nothing added; the part-3
+    net's is the one-cycle run's (recorded/), the committed part-3 run (airbench, longer) is checked below."""
+    path = (repo_root / "weights" / f"p3_{model}.json" if model != "better"
+            else repo_root / "recorded" / "p3_better_onecycle.json")
+    recorded = json.loads(path.read_text())["hyperparameters"]
     flat = recipe_for(model).flat()
     assert flat == recorded and list(flat) == list(recorded)
     assert recipe_for(model).own_settings() == {"flip_mode": recorded["flip_mode"], "tta": recorded["tta"]}
     assert RECIPES[model]["epochs"] == recorded["epochs"]
+
+
+def test_the_committed_better_net_is_the_airbench_recipe_the_report_retrains(repo_root):
+    """weights/p3_better.json: the airbench recipe with only its length changed, exactly the flags that
+    `make report RETRAIN=1` trains (report/jobs.py), and its command says so too."""
+    sys.path.insert(0, str(repo_root / "report"))
+    from jobs import P3_BETTER_TRAINING
+    committed = json.loads((repo_root / "weights" / "p3_better.json").read_text())
+    flags = dict(zip(P3_BETTER_TRAINING[::2], P3_BETTER_TRAINING[1::2]))
+    recipe = recipe_for("better", recipe=flags["--recipe"], epochs=int(flags["--epochs"]))
+    assert committed["hyperparameters"] == json.loads(json.dumps(recipe.flat()))
+    words = committed["command"].split()
+    assert set(flags.items()) <= set(zip(words, words[1:]))              # flag, value: side by side
+    assert committed["backend"] == "numpy"
 
 
 def test_airbench_recipe_derives_the_sgd_settings_and_round_trips():

@@ -56,3 +56,21 @@ def test_the_docs_quote_the_recorded_pairs_and_their_means(runs):
         assert f"seed {seed}: {ratio:.2f}x the twin's training time" in doc
     gap = mean(lambda r: r["final_test_accuracy"], "torch") - mean(lambda r: r["final_test_accuracy"], "scratchnet")
     assert f"mean TTA gap {100 * gap:+.2f} points" in doc
+
+
+def test_the_docs_run_table_is_the_committed_better_net():
+    """docs/p3_better.md's "The run": one row per epoch of weights/p3_better.json, the last with the slow
+    weights' test-time-augmented and single-view accuracies, and its training time without evaluation."""
+    r = json.loads((REPO / "weights" / "p3_better.json").read_text())
+    doc = (REPO / "docs" / "p3_better.md").read_text()
+    run = doc[doc.index("## The run"):doc.index("## The earlier run")]
+    n = len(r["train_loss"])
+    for i in range(n - 1):
+        assert (f"| {i + 1} | {r['train_loss'][i]:.4f} | {pct(r['train_accuracy'][i])} | "
+                f"{pct(r['test_accuracy'][i])} | {r['epoch_seconds'][i]:.1f} |") in run
+    assert (f"| {n} | {r['train_loss'][-1]:.4f} | {pct(r['train_accuracy'][-1])} | "
+            f"**{pct(r['final_test_accuracy'])}** (slow weights, 6 views; "
+            f"{pct(r['final_test_accuracy_without_tta'])} single view) | {r['epoch_seconds'][-1]:.1f} ") in run
+    seconds = training_seconds(r)
+    assert f"{seconds:,.0f} s ({seconds / 60:.1f} min)" in run and f"{sum(r['epoch_seconds']):,.0f} s" in run
+    assert f"**Against the 92% target: {pct(r['final_test_accuracy'])}" in run

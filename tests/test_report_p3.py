@@ -72,7 +72,9 @@ def test_eval_only_recorded_results_round_trip(tmp_path):
             "--recorded-if-no-data", "--no-download", "--out", str(tmp_path / "out"), data=tmp_path / "none")
     r = _same(P3Result, json.loads((tmp_path / "out" / "results.json").read_text()))
     assert r.eval_only and r.evaluated is False and "not re-evaluated" in r.recorded_note
-    assert r.final_test_accuracy == 0.9041 and r.ablation and r.final_test_loss is None
+    committed = json.loads((REPO / "weights" / "p3_better.json").read_text())
+    assert r.final_test_accuracy == committed["final_test_accuracy"] and r.ablation and r.final_test_loss is None
+    assert r.hyperparameters.recipe == "airbench"       # the recipe recorded beside the weights
 
 
 @pytest.mark.parametrize("name", ["p3_small.json", "p3_small_bn.json", "p3_better.json"])
@@ -309,6 +311,17 @@ def test_ablation_of_the_one_cycle_recipe_says_so_beside_an_airbench_network():
     r.hyperparameters.recipe = "airbench"
     note = [line for line in ablation_facts(r)["text"] if "one-cycle" in line]
     assert len(note) == 1 and "not the airbench recipe" in note[0] and "Lookahead" in note[0]
+
+
+def test_an_airbench_net_shows_its_rate_per_1024_examples():
+    """The airbench recipe's hyper-parameter rows: the published per-1,024-example rate and decay, not the
+    derived per-step SGD values."""
+    committed = P3Result.read(REPO / "weights" / "p3_better.json")
+    rows = dict(p3_facts(committed)["hyper"])
+    assert rows["peak learning rate per 1,024 examples (loss summed over the batch)"] == "11.5"
+    assert rows["weight decay per 1,024 examples (published form)"] == "0.0153" and rows["epochs"] == "22"
+    assert "peak learning rate" not in rows
+    assert dict(p3_facts(fixture.better())["hyper"])["peak learning rate"]      # the one-cycle recipe's rows
 
 
 def test_ablation_sentences_judge_differences_against_the_seed_range():

@@ -385,6 +385,14 @@ def _plural(n, word: str) -> str:
 P3_HYPER = [("epochs", "epochs"), ("batch_size", "batch size"), ("lr", "peak learning rate"),
             ("momentum", "momentum"), ("weight_decay", "weight decay"), ("label_smoothing", "label smoothing"),
             ("seed", "seed")]
+# The airbench recipe states its rate and decay per 1,024 examples of a summed loss (its `lr` and
+# `weight_decay` are the per-step values derived from them, which mean little on their own).
+P3_HYPER_AIRBENCH = [("epochs", "epochs"), ("batch_size", "batch size"),
+                     ("lr_per_1024", "peak learning rate per 1,024 examples (loss summed over the batch)"),
+                     ("momentum", "momentum (Nesterov)"),
+                     ("weight_decay_per_1024", "weight decay per 1,024 examples (published form)"),
+                     ("bias_lr_scale", "batch-norm shift learning-rate factor"),
+                     ("label_smoothing", "label smoothing"), ("seed", "seed")]
 P3_RECIPE_TEXT = [("optimizer", "optimiser"), ("schedule", "schedule"), ("augmentation", "augmentation"),
                   ("weight_averaging", "weight averaging"), ("test_time_augmentation", "test-time augmentation"),
                   ("normalisation", "input normalisation")]
@@ -402,7 +410,8 @@ def p3_facts(d: P3Result, other: P3Result | None = None) -> dict:
     argument for them, the epochs run, the best epoch, the training minutes, the curve's reading, the loss
     floor and the filter caption. other: the other part-1/2 network, for the comparisons."""
     hp = d.hyperparameters
-    rows = [(label, fmt_g(getattr(hp, k))) for k, label in P3_HYPER] if hp is not None else []
+    table = P3_HYPER_AIRBENCH if hp is not None and hp.recipe == "airbench" else P3_HYPER
+    rows = [(label, fmt_g(getattr(hp, k))) for k, label in table] if hp is not None else []
     rows += [(label, fmt_text(getattr(d, k))) for k, label in P3_RECIPE_TEXT if getattr(d, k) not in (None, "")]
     acc = d.test_accuracy
     best = max(acc) if acc else None
