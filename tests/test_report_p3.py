@@ -75,6 +75,8 @@ def test_eval_only_recorded_results_round_trip(tmp_path):
     committed = json.loads((REPO / "weights" / "p3_better.json").read_text())
     assert r.final_test_accuracy == committed["final_test_accuracy"] and r.ablation and r.final_test_loss is None
     assert r.hyperparameters.recipe == "airbench"       # the recipe recorded beside the weights
+    from problems.p3.recipe import AIRBENCH_RATIONALE
+    assert r.rationale == AIRBENCH_RATIONALE == committed["rationale"]   # its rationale, not the one-cycle one's
 
 
 @pytest.mark.parametrize("name", ["p3_small.json", "p3_small_bn.json", "p3_better.json"])
@@ -318,8 +320,8 @@ def test_an_airbench_net_shows_its_rate_per_1024_examples():
     derived per-step SGD values."""
     committed = P3Result.read(REPO / "weights" / "p3_better.json")
     rows = dict(p3_facts(committed)["hyper"])
-    assert rows["peak learning rate per 1,024 examples (loss summed over the batch)"] == "11.5"
-    assert rows["weight decay per 1,024 examples (published form)"] == "0.0153" and rows["epochs"] == "22"
+    assert rows["peak lr per 1,024 images"] == "11.5" and rows["BN shift lr x"] == "64"
+    assert rows["weight decay per 1,024"] == "0.0153" and rows["epochs"] == "22"
     assert "peak learning rate" not in rows
     assert dict(p3_facts(fixture.better())["hyper"])["peak learning rate"]      # the one-cycle recipe's rows
 

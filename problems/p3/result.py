@@ -388,10 +388,8 @@ P3_HYPER = [("epochs", "epochs"), ("batch_size", "batch size"), ("lr", "peak lea
 # The airbench recipe states its rate and decay per 1,024 examples of a summed loss (its `lr` and
 # `weight_decay` are the per-step values derived from them, which mean little on their own).
 P3_HYPER_AIRBENCH = [("epochs", "epochs"), ("batch_size", "batch size"),
-                     ("lr_per_1024", "peak learning rate per 1,024 examples (loss summed over the batch)"),
-                     ("momentum", "momentum (Nesterov)"),
-                     ("weight_decay_per_1024", "weight decay per 1,024 examples (published form)"),
-                     ("bias_lr_scale", "batch-norm shift learning-rate factor"),
+                     ("lr_per_1024", "peak lr per 1,024 images"), ("momentum", "momentum"),
+                     ("weight_decay_per_1024", "weight decay per 1,024"), ("bias_lr_scale", "BN shift lr x"),
                      ("label_smoothing", "label smoothing"), ("seed", "seed")]
 P3_RECIPE_TEXT = [("optimizer", "optimiser"), ("schedule", "schedule"), ("augmentation", "augmentation"),
                   ("weight_averaging", "weight averaging"), ("test_time_augmentation", "test-time augmentation"),

@@ -219,7 +219,7 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
                       recorded_note="recorded when the weights were made, not re-evaluated "
                                     f"({portable_text(no_data, data_dir)})")
     if model == "better":
-        fields.update(better_extras(ablation))
+        fields.update(better_extras(ablation, recipe.rationale()))
     recorded = trained.get("hyperparameters")
     seed = recorded.get("seed") if isinstance(recorded, dict) else None   # the training run's, not this one's
     fields["filter_stats"] = measured_filters(model, weights, trained.get("backend"), seed)
