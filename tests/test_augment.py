@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scratchnet.data import channel_stats, iterate_minibatches, normalize, random_crop, random_flip
+from scratchnet.data import channel_stats, cutout, iterate_minibatches, normalize, random_crop, random_flip
 from scratchnet.data.augment import augment_batch
 
 
@@ -109,3 +109,40 @@ def test_iterate_minibatches():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         list(iterate_minibatches(10, 4, None))
+
+
+def cutout_reference(x, size, corners, fill):
+    """Per-image loop: overwrite one square."""
+    out = x.copy()
+    for i, (cy, cx) in enumerate(corners):
+        out[i, cy:cy + size, cx:cx + size] = fill
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 3, 6])
+@pytest.mark.parametrize("fill", [0.0, np.array([1.5, -2.0, 0.25], np.float32)])
+def test_cutout_matches_loop(size, fill):
+    x = batch(n=60, h=8, w=6)
+    out, corners = cutout(x, size, np.random.default_rng(4), fill=fill, return_corners=True)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert corners[:, 0].min() >= 0 and corners[:, 0].max() <= 8 - size
+    assert corners[:, 1].min() >= 0 and corners[:, 1].max() <= 6 - size
+    np.testing.assert_array_equal(out, cutout_reference(x, size, corners, fill))
+    assert (out != x).any(axis=-1).sum() == 60 * size * size  # exactly one square per image, inside it
+    x_before = x.copy()
+    cutout(x, size, np.random.default_rng(4))
+    np.testing.assert_array_equal(x, x_before)  # the input is not modified
+
+
+def test_cutout_reaches_every_corner_and_is_seeded():
+    x = np.full((400, 5, 5, 1), 9, np.uint8)
+    out, corners = cutout(x, 3, np.random.default_rng(0), fill=np.array([2]), return_corners=True)
+    assert {tuple(c) for c in corners} == {(i, j) for i in range(3) for j in range(3)}
+    assert out.dtype == np.uint8 and set(np.unique(out)) == {2, 9}
+    np.testing.assert_array_equal(out, cutout(x, 3, np.random.default_rng(0), fill=np.array([2])))
+
+
+@pytest.mark.parametrize("size", [0, 9, -1])
+def test_cutout_rejects_sizes_outside_the_image(size):
+    with pytest.raises(ValueError, match="cutout size"):
+        cutout(batch(n=2, h=8, w=9), size, np.random.default_rng(0))

@@ -75,8 +75,10 @@ def test_eval_only_recorded_results_round_trip(tmp_path):
     committed = json.loads((REPO / "weights" / "p3_better.json").read_text())
     assert r.final_test_accuracy == committed["final_test_accuracy"] and r.ablation and r.final_test_loss is None
     assert r.hyperparameters.recipe == "airbench"       # the recipe recorded beside the weights
-    from problems.p3.recipe import AIRBENCH_RATIONALE
-    assert r.rationale == AIRBENCH_RATIONALE == committed["rationale"]   # its rationale, not the one-cycle one's
+    from problems.p3.recipe import AirbenchRecipe
+    own = AirbenchRecipe.from_flat(**committed["hyperparameters"]).rationale()
+    assert r.rationale == own == committed["rationale"]   # its rationale, not the one-cycle one's
+    assert any(line.endswith(f"; {committed['epochs']:g} epochs") for line in own)   # the run's, not 9.9
 
 
 @pytest.mark.parametrize("name", ["p3_small.json", "p3_small_bn.json", "p3_better.json"])

@@ -34,8 +34,8 @@ import math
 import sys
 from pathlib import Path
 
-from problems.common.cli import (add_common_args, data_root, fraction_below_one, portable_path, positive_float,
-                                 positive_int)
+from problems.common.cli import (add_common_args, data_root, fraction_below_one, non_negative_int, portable_path,
+                                 positive_float, positive_int)
 from problems.common.downloads import add_download_flag
 from problems.common.result import ResultError
 from scratchnet import cpu
@@ -71,6 +71,12 @@ def parse_args(argv):
                         "airbench the lr per 1,024 examples of the summed loss (default 11.5)")
     p.add_argument("--label-smoothing", type=fraction_below_one, default=None,
                    help="label smoothing of the cross-entropy targets (default: 0; better: 0.2)")
+    p.add_argument("--crop-padding", type=non_negative_int, default=None, metavar="P",
+                   help="--model better only: random crops of the image reflect-padded by P pixels "
+                        "(default: the recipe's 2; 0: none)")
+    p.add_argument("--cutout", type=positive_int, default=None, metavar="S",
+                   help="--model better only: blank an SxS square (the mean colour) in each training image "
+                        "after crop and flip (default: none)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
@@ -100,6 +106,15 @@ def parse_args(argv):
         p.error("--ablation belongs to --model better (part 3)")
     if args.recorded_if_no_data and not args.eval_only:
         p.error("--recorded-if-no-data belongs to --eval-only")
+    for flag, value in (("--crop-padding", args.crop_padding), ("--cutout", args.cutout)):
+        if value is not None and args.model != "better":
+            p.error(f"{flag} belongs to --model better (part 3)")
+        if value is not None and args.eval_only:
+            p.error(f"{flag} belongs to training (not --eval-only)")
+    if args.crop_padding is not None and args.crop_padding > 15:
+        p.error(f"--crop-padding {args.crop_padding}: at most 15 pixels for 32x32 images")
+    if args.cutout is not None and args.cutout > 32:
+        p.error(f"--cutout {args.cutout}: at most 32 pixels for 32x32 images")
     if args.recipe not in (None, "default") and args.model != "better":
         p.error(f"--recipe {args.recipe} belongs to --model better (part 3)")
     if args.recipe is None and not args.eval_only:   # eval-only reads it from the weights' companion
@@ -131,10 +146,23 @@ def out_dir_for(args, model: str) -> Path:
     return args.out / model if args.model == "both" else args.out
 
 
+def recorded_recipe(flat, args):
+    """The training run's own recipe from its recorded hyper-parameters (so evaluation uses its test-time
+    views and net options, and its rationale says what it ran); None if they do not make a recipe."""
+    from .recipe import AirbenchRecipe, Recipe
+    if args.model != "better" or not isinstance(flat, dict):
+        return None
+    try:
+        return (AirbenchRecipe if args.recipe == "airbench" else Recipe).from_flat(**flat)
+    except (TypeError, ValueError):
+        return None
+
+
 def recipe_of(args, model: str):
     from .recipe import recipe_for
     return recipe_for(model, args.seed, recipe=getattr(args, "recipe", None) or "default", epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing)
+                      batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
+                      crop_padding=getattr(args, "crop_padding", None), cutout=getattr(args, "cutout", None))
 
 
 def first_layer_filters(weights: dict):
@@ -206,10 +234,11 @@ def check_inputs(args) -> None:
     if args.eval_only:
         read_weights(args.weights)
         trained = read_companion(args.weights.with_suffix(".json"))
+        recorded = trained.get("hyperparameters")
+        name = recorded.get("recipe") if isinstance(recorded, dict) else None
         if args.recipe is None:  # the recipe fixes the net's options (batch-norm eps) and the test-time views
-            recorded = trained.get("hyperparameters")
-            recipe = recorded.get("recipe") if isinstance(recorded, dict) else None
-            args.recipe = recipe if recipe in RECIPE_NAMES and args.model == "better" else "default"
+            args.recipe = name if name in RECIPE_NAMES and args.model == "better" else "default"
+        args.recorded_recipe = recorded_recipe(recorded, args) if (name or "default") == args.recipe else None
     if args.model == "better" and args.ablation is not None:
         better_extras(args.ablation)
 
@@ -234,7 +263,8 @@ def eval_only(args, data=None, no_data: str | None = None) -> P3Result:
     accuracy and curves recorded beside the weights instead, marked as not re-evaluated."""
     from . import run
     args.out.mkdir(parents=True, exist_ok=True)
-    result, weights = run.evaluate_weights(args.model, args.backend, args.weights, recipe_of(args, args.model),
+    recipe = getattr(args, "recorded_recipe", None) or recipe_of(args, args.model)
+    result, weights = run.evaluate_weights(args.model, args.backend, args.weights, recipe,
                                            data, no_data=no_data, ablation=args.ablation, data_dir=args.data_dir)
     write(args.out, result, weights, save_weights=False)
     acc = result.final_test_accuracy

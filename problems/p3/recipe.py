@@ -11,10 +11,13 @@ recipe's training choices).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from scratchnet import nn, optim
-from scratchnet.data.augment import alternating_flip, mirror, random_crop, random_flip, shift
+from scratchnet.data.augment import alternating_flip, cutout, mirror, random_crop, random_flip, shift
 from scratchnet.train import TrainConfig
 
 # Per model: SGD with Nesterov momentum and a one-cycle schedule throughout; batch norm tolerates a
@@ -48,21 +51,6 @@ RATIONALE = [  # part 3's design choices in one line each; docs/p3_better.md exp
 ]
 
 
-AIRBENCH_RATIONALE = [  # the airbench recipe's choices, one line each (docs/p3_better.md, "The airbench recipe")
-    "the same network (fixed 2x2 patch whitening, Dirac-initialised conv/pool/BN/GELU blocks 64/256/256, "
-    "logits x 1/9), batch norm with eps 1e-12 and frozen scale, running-statistics momentum 0.4 (PyTorch's)",
-    "whitening filters from every 2x2 patch of 5,000 random training images, uncentered second moment, eps 5e-4",
-    "hyper-parameters per 1,024 examples on a loss summed over the batch: lr 11.5, Nesterov momentum 0.85, "
-    "the step divided by 1024 (1 + 1 / (1 - momentum)); batch 1,024",
-    "weight decay decoupled from the lr, as strong per step as the published 0.0153 (coupled) is after "
-    "momentum: 0.0153 / (2 - 0.85) per 1,024 examples",
-    "batch-norm biases at 64x the learning rate, same decay; the whitening bias trains for the first 3 epochs",
-    "triangular schedule 0.2 -> 1 (at 23% of the steps) -> 0.07; 9.9 epochs (the last one 90% long)",
-    "Lookahead every 5 steps with decay 0.95^5 (t/T)^3 over weights and batch-norm statistics, instead of an "
-    "EMA; the final weights are the slow ones",
-    "label smoothing 0.2; 2-pixel reflect-padded random crops; flips alternating between epochs",
-    "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)",
-]
 
 
 def _same(x):
@@ -87,30 +75,35 @@ TTA_VIEWS = {0: [], 1: [_same, mirror],
              2: [_same, mirror, _down_right, _mirrored(_down_right), _up_left, _mirrored(_up_left)]}
 TTA_NAMES = ["none", "mirror", "mirror + 1-pixel shifts"]
 FLIP_MODES = ("random", "alternating")
+OWN = ("flip_mode", "tta", "cutout")  # Recipe's settings beyond the TrainConfig, in the flat form
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One P3 training run's settings: the library's TrainConfig and P3's own two choices."""
+    """One P3 training run's settings: the library's TrainConfig and P3's own choices."""
     train: TrainConfig
     flip_mode: str = "random"   # 'random' (a coin per image and step) or 'alternating' (between epochs)
     tta: int = 0                # test-time views (TTA_VIEWS): 0 none, 1 + mirror, 2 + mirror and 1-px shifts
+    cutout: int = 0             # side of the square blanked (mean colour) in each training image; 0: none
 
     def __post_init__(self):
         if self.flip_mode not in FLIP_MODES:
             raise ValueError(f"flip_mode must be one of {FLIP_MODES}, got {self.flip_mode!r}")
         if self.tta not in TTA_VIEWS:
             raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {self.tta!r}")
+        if not isinstance(self.cutout, int) or self.cutout < 0:
+            raise ValueError(f"cutout must be a whole number of pixels >= 0, got {self.cutout!r}")
 
     @classmethod
     def from_flat(cls, **settings) -> Recipe:
-        """A recipe from flat settings: TrainConfig fields plus flip_mode and tta."""
-        own = {k: settings.pop(k) for k in ("flip_mode", "tta") if k in settings}
+        """A recipe from flat settings: TrainConfig fields plus flip_mode, tta and cutout."""
+        own = {k: settings.pop(k) for k in OWN if k in settings}
         return cls(TrainConfig(**settings), **own)
 
     def own_settings(self) -> dict:
-        """P3's choices beyond the TrainConfig: recorded in every checkpoint, so a resume must match them."""
-        return {"flip_mode": self.flip_mode, "tta": self.tta}
+        """P3's choices beyond the TrainConfig: recorded in every checkpoint, so a resume must match them.
+        Cutout only when it is on, so that runs without it record what they always have."""
+        return {"flip_mode": self.flip_mode, "tta": self.tta, **({"cutout": self.cutout} if self.cutout else {})}
 
     def flat(self) -> dict:
         """Every setting in one dict, in the order the results files have always listed them."""
@@ -120,6 +113,8 @@ class Recipe:
             out[f.name] = getattr(self.train, f.name)
             if f.name == "flip":
                 out["flip_mode"] = own["flip_mode"]
+                if "cutout" in own:
+                    out["cutout"] = own["cutout"]
             elif f.name == "ema_decay":
                 out["tta"] = own["tta"]
         return out
@@ -128,11 +123,15 @@ class Recipe:
         """The test-time views of the final evaluation (none at level 0)."""
         return TTA_VIEWS[self.tta]
 
-    def augment(self, n_train: int):
+    def augment(self, n_train: int, mean_colour=None):
         """fit's augment function: random crops, then flips (random, or alternating between epochs:
-        each of the n_train images gets a fixed random bit that says in which epochs it is mirrored)."""
+        each of the n_train images gets a fixed random bit that says in which epochs it is mirrored), then
+        Cutout squares filled with mean_colour (the training set's, rounded to the images' dtype), which
+        normalisation turns into 0, as the airbench recipes blank normalised images."""
         c = self.train
         alternating = self.flip_mode == "alternating"
+        if self.cutout and mean_colour is None:
+            raise ValueError("cutout needs the training set's mean colour to fill its squares with")
 
         def augment(x, indices, epoch, rng):
             if c.crop_padding:
@@ -141,14 +140,21 @@ class Recipe:
                 x = alternating_flip(x, indices, epoch, n_train, seed=c.seed)
             elif c.flip:
                 x = random_flip(x, rng)
+            if self.cutout:
+                x = cutout(x, self.cutout, rng, fill=mean_colour)
             return x
         return augment
 
     def fit(self, learner, data, **kwargs):
         """scratchnet.train.fit with this recipe's augmentation, test-time views and checkpoint settings."""
+        from scratchnet.data import channel_stats
         from scratchnet.train import fit
-        return fit(learner, data, self.train, augment=self.augment(len(data.train_y)), final_views=self.views(),
-                   settings=self.own_settings(), **kwargs)
+        mean_colour = None
+        if self.cutout:
+            mean = channel_stats(data.train_x)[0]
+            mean_colour = np.rint(mean).astype(data.train_x.dtype) if data.train_x.dtype == np.uint8 else mean
+        return fit(learner, data, self.train, augment=self.augment(len(data.train_y), mean_colour),
+                   final_views=self.views(), settings=self.own_settings(), **kwargs)
 
     def describe(self) -> dict:
         """The recipe in words, as the results file records it."""
@@ -158,6 +164,8 @@ class Recipe:
             aug.append(f"random crop ({c.crop_padding} px {c.crop_mode} padding)")
         if c.flip:
             aug.append(f"horizontal flip ({self.flip_mode})")
+        if self.cutout:
+            aug.append(f"Cutout ({self.cutout}x{self.cutout} square of the mean colour)")
         return {
             "optimizer": f"SGD, Nesterov momentum {c.momentum}, weight decay {c.weight_decay} (coupled L2)",
             "schedule": (f"one-cycle: linear warm-up from 0.1x to the peak lr {c.lr} over the first "
@@ -266,7 +274,7 @@ class AirbenchRecipe(Recipe):
         name = settings.pop("recipe", "airbench")
         if name != "airbench":
             raise ValueError(f"AirbenchRecipe.from_flat got recipe {name!r}")
-        own = {k: settings.pop(k) for k in ("flip_mode", "tta", *AIRBENCH_OWN) if k in settings}
+        own = {k: settings.pop(k) for k in (*OWN, *AIRBENCH_OWN) if k in settings}
         defaults = TrainConfig()
         derived = cls.sgd_settings(own.get("lr_per_1024", cls.lr_per_1024),
                                    own.get("weight_decay_per_1024", cls.weight_decay_per_1024),
@@ -336,7 +344,39 @@ class AirbenchRecipe(Recipe):
                 "train_epochs": plan["train_epochs"]}
 
     def rationale(self) -> list[str]:
-        return AIRBENCH_RATIONALE
+        """The recipe's choices in one line each, from its own settings (docs/p3_better.md, "The airbench
+        recipe", explains them), so that a longer or otherwise changed run says what it ran."""
+        c, mu = self.train, self.train.momentum
+        epochs = f"{c.epochs:g} epochs"
+        if c.epoch_count != c.epochs:
+            epochs += f" (the last one {100 * (c.epochs - int(c.epochs)):.0f}% long)"
+        decay = "0.95^5" if math.isclose(self.lookahead_decay, 0.95 ** 5) else f"{self.lookahead_decay:g}"
+        augmentation = [f"label smoothing {c.label_smoothing:g}"]
+        if c.crop_padding:
+            augmentation.append(f"{c.crop_padding}-pixel {c.crop_mode}-padded random crops")
+        if c.flip:
+            augmentation.append("flips alternating between epochs" if self.flip_mode == "alternating"
+                                else "random flips")
+        if self.cutout:
+            augmentation.append(f"Cutout: a {self.cutout}x{self.cutout} square of the mean colour per image")
+        return [
+            "the same network (fixed 2x2 patch whitening, Dirac-initialised conv/pool/BN/GELU blocks 64/256/256, "
+            f"logits x 1/9), batch norm with eps {self.bn_eps:g} and frozen scale, running-statistics momentum "
+            f"{self.bn_momentum:g} (PyTorch's)",
+            "whitening filters from every 2x2 patch of 5,000 random training images, uncentered second moment, "
+            "eps 5e-4",
+            f"hyper-parameters per 1,024 examples on a loss summed over the batch: lr {self.lr_per_1024:g}, "
+            f"Nesterov momentum {mu:g}, the step divided by 1024 (1 + 1 / (1 - momentum)); batch {c.batch_size:,}",
+            f"weight decay decoupled from the lr, as strong per step as the published {self.weight_decay_per_1024:g} "
+            f"(coupled) is after momentum: {self.weight_decay_per_1024:g} / (2 - {mu:g}) per 1,024 examples",
+            f"batch-norm biases at {self.bias_lr_scale:g}x the learning rate, same decay; the whitening bias trains "
+            f"for the first {self.whiten_bias_epochs} epochs",
+            f"triangular schedule 0.2 -> 1 (at {100 * c.warmup_fraction:.0f}% of the steps) -> 0.07; {epochs}",
+            f"Lookahead every {self.lookahead_every} steps with decay {decay} (t/T)^{self.lookahead_power:g} over "
+            "weights and batch-norm statistics, instead of an EMA; the final weights are the slow ones",
+            "; ".join(augmentation),
+            TTA_RATIONALE[self.tta],
+        ]
 
     def describe(self) -> dict:
         c = self.train
@@ -358,6 +398,10 @@ class AirbenchRecipe(Recipe):
                                  "slow weights, which end the run"),
         })
         return out
+
+
+TTA_RATIONALE = ["no test-time augmentation", "test-time augmentation: logits averaged over the image and its mirror",
+                 "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)"]
 
 
 def recipe_for(model: str, seed: int = 0, recipe: str = "default", **overrides) -> Recipe:

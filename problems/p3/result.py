@@ -69,6 +69,7 @@ class Hyperparameters:
     crop_mode: str              # 'zero' or 'reflect'
     flip: bool
     flip_mode: str              # 'random' or 'alternating'
+    cutout: int | None = optional()  # side of the blanked square (absent: no Cutout)
     ema_decay: float            # 0: no weight averaging
     tta: int                    # test-time views: 0 none, 1 + mirror, 2 + mirror and 1-pixel shifts
     eval_batch_size: int

@@ -63,6 +63,29 @@ def random_flip(x, rng: np.random.Generator, p: float = 0.5, return_mask: bool =
     return (out, mask) if return_mask else out
 
 
+def cutout(x, size: int, rng: np.random.Generator, fill=0, return_corners: bool = False):
+    """Blank one size x size square in each image (Cutout, DeVries & Taylor 2017), each image its own.
+
+    x: (N, H, W, C). The square's top-left corner (cy, cx) is uniform over the positions that keep the square
+    inside the image, as the airbench recipes draw it:
+        out[n, i, j, :] = fill   where cy[n] <= i < cy[n] + size and cx[n] <= j < cx[n] + size
+        out[n, i, j, :] = x[n, i, j, :]   elsewhere
+    fill: a scalar or a per-channel (C,) value (before normalisation, the mean colour makes the square 0 after
+    it). Returns a new array of x's dtype and library; with return_corners also the host (N, 2) corners.
+    """
+    xp = get_array_module(x)
+    n, h, w, c = x.shape
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"cutout size must be in 1..{min(h, w)} for {h}x{w} images, got {size}")
+    corners = np.stack([rng.integers(0, h - size + 1, size=n), rng.integers(0, w - size + 1, size=n)], axis=1)
+    # Two 1-D interval masks per image, combined by broadcasting: one (N, H, W) mask, no loop over images.
+    in_rows = (np.arange(h) >= corners[:, :1]) & (np.arange(h) < corners[:, :1] + size)     # (N, H)
+    in_cols = (np.arange(w) >= corners[:, 1:]) & (np.arange(w) < corners[:, 1:] + size)     # (N, W)
+    mask = _index_to(xp, (in_rows[:, :, None] & in_cols[:, None, :])[..., None])            # (N, H, W, 1)
+    out = xp.where(mask, xp.asarray(np.asarray(fill), dtype=x.dtype), x)
+    return (out, corners) if return_corners else out
+
+
 def augment_batch(x, rng: np.random.Generator, padding: int = 4, flip: bool = True, mode: str = "zero"):
     """The usual CIFAR training augmentation: random crop with `padding`, then random horizontal flip."""
     out = random_crop(x, padding, rng, mode=mode) if padding else x
