@@ -105,12 +105,38 @@ def test_script_scores_on_the_validation_split_and_the_report_refuses_it(repo_ro
     assert res.n_train == 80 and res.n_test == 40 and res.evaluated_on.startswith("validation split")
     assert "validation accuracy" in res.discussion
     assert "not the test set" in res.unfit_for_report()
-    res.evaluated_on = None
+    split, res.evaluated_on = res.evaluated_on, None
     assert res.unfit_for_report() is None
+    # the saved weights scored again on the same held-out images, with another number of test-time views
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "v.npz").write_bytes((out / "weights.npz").read_bytes())
+    (w / "v.json").write_text((out / "results.json").read_text())
+    for tta in ("0", "3"):
+        ev = tmp_path / f"ev{tta}"
+        r = run_script("--model", "small", "--eval-only", "--weights", str(w / "v.npz"), "--limit-per-class", "12",
+                       "--val-per-class", "4", "--tta", tta, "--out", str(ev), "--no-progress", cwd=repo_root)
+        assert r.returncode == 0, r.stderr
+        assert "validation accuracy" in r.stdout and "on 40 validation images" in r.stdout
+        again = P3Result.read(ev / "results.json")
+        assert again.evaluated_on == split and again.hyperparameters.tta == int(tta)
+        assert "not the test set" in again.unfit_for_report()
+        if tta == "0":   # no views: the same single-view score as the training run's last epoch
+            assert again.final_test_accuracy == res.final_test_accuracy
+        else:
+            assert again.final_test_accuracy_without_tta == res.final_test_accuracy
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--val-per-class", "3", "--compare", "a.json", "b.json"], "--val-per-class belongs to training"),
+    (["--model", "small", "--eval-only", "--weights", "w.npz", "--val-per-class", "3", "--recorded-if-no-data"],
+     "not with --val-per-class"),
+    (["--tta", "4"], "--tta"),
+    (["--model", "small", "--cutout", "8"], "--cutout belongs to --model better"),
+    (["--model", "better", "--crop-padding", "16"], "at most 15 pixels"),
+    (["--model", "better", "--crop-padding", "-1"], "--crop-padding"),
+    (["--model", "better", "--cutout", "33"], "at most 32 pixels"),
+    (["--model", "better", "--eval-only", "--weights", "w.npz", "--cutout", "8"], "belongs to training"),
     (["--val-per-class", "0"], "--val-per-class"),
     (["--limit-per-class", "4", "--val-per-class", "4", "--epochs", "1"], "fewer than 1 to train on plus 4"),
     (["--epochs", "0"], "--epochs"),

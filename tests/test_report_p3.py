@@ -189,6 +189,11 @@ def test_augmentation_text_reads_the_train_test_gap():
     wide = fixture.result("small", [1.0], [0.70], train_accuracy=[0.95])
     s = augmentation_sentence(wide)
     assert "a gap of 25.00 points" in s and "no sign of overfitting" not in s and "does not even fit" not in s
+    assert "Cutout" not in s
+    wide.hyperparameters.cutout = 12
+    s = augmentation_sentence(wide)
+    assert "a 12x12 square of the mean colour blanked at a random place (Cutout)" in s
+    assert "partly hidden view" in s
 
 
 def test_hyper_argument_compares_the_two_learning_rates():

@@ -41,7 +41,7 @@ from problems.common.result import ResultError
 from scratchnet import cpu
 
 from .models import ALL_MODELS, MODELS
-from .recipe import RECIPE_NAMES
+from .recipe import RECIPE_NAMES, TTA_VIEWS
 from .result import P3Result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +77,10 @@ def parse_args(argv):
     p.add_argument("--cutout", type=positive_int, default=None, metavar="S",
                    help="--model better only: blank an SxS square (the mean colour) in each training image "
                         "after crop and flip (default: none)")
+    p.add_argument("--tta", type=int, choices=sorted(TTA_VIEWS), default=None,
+                   help="test-time views of the final evaluation: 0 none, 1 + mirror, 2 + mirror and two 1-pixel "
+                        "shifts (6 views), 3 + all four diagonal 1-pixel shifts (10 views); default: the "
+                        "recipe's (better: 2; with --eval-only: the one recorded beside --weights)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     p.add_argument("--eval-only", action="store_true", help="evaluate --weights on the test set, redraw figures")
     p.add_argument("--weights", type=Path, help="weights .npz for --eval-only (e.g. weights/p3_small.npz)")
@@ -88,7 +92,8 @@ def parse_args(argv):
                    help="use only the first K images per class of each split (smoke tests)")
     p.add_argument("--val-per-class", type=positive_int, default=None, metavar="V",
                    help="hold out the last V training images of each class and score every epoch on them "
-                        "instead of the test set (choosing a recipe); results.json says `evaluated_on`")
+                        "instead of the test set (choosing a recipe); results.json says `evaluated_on`. With "
+                        "--eval-only: score weights trained with the same V on those images")
     add_download_flag(p, "the official CIFAR-10")
     p.add_argument("--recorded-if-no-data", action="store_true",
                    help="with --eval-only: if no CIFAR-10 can be had, show the accuracy and curves recorded "
@@ -119,8 +124,10 @@ def parse_args(argv):
         p.error(f"--recipe {args.recipe} belongs to --model better (part 3)")
     if args.recipe is None and not args.eval_only:   # eval-only reads it from the weights' companion
         args.recipe = "default"
-    if args.val_per_class is not None and (args.eval_only or args.compare):
-        p.error("--val-per-class belongs to training (not --eval-only or --compare)")
+    if args.val_per_class is not None and args.recorded_if_no_data:
+        p.error("--recorded-if-no-data shows test accuracies: not with --val-per-class")
+    if args.val_per_class is not None and args.compare:
+        p.error("--val-per-class belongs to training or --eval-only (not --compare)")
     if args.stop_after is not None and (args.eval_only or args.compare):
         p.error("--stop-after belongs to training (not --eval-only or --compare)")
     if args.stop_after is not None:
@@ -162,7 +169,8 @@ def recipe_of(args, model: str):
     from .recipe import recipe_for
     return recipe_for(model, args.seed, recipe=getattr(args, "recipe", None) or "default", epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
-                      crop_padding=getattr(args, "crop_padding", None), cutout=getattr(args, "cutout", None))
+                      crop_padding=getattr(args, "crop_padding", None), cutout=getattr(args, "cutout", None),
+                      tta=getattr(args, "tta", None))
 
 
 def first_layer_filters(weights: dict):
@@ -264,13 +272,17 @@ def eval_only(args, data=None, no_data: str | None = None) -> P3Result:
     from . import run
     args.out.mkdir(parents=True, exist_ok=True)
     recipe = getattr(args, "recorded_recipe", None) or recipe_of(args, args.model)
+    if args.tta is not None:
+        from dataclasses import replace
+        recipe = replace(recipe, tta=args.tta)
     result, weights = run.evaluate_weights(args.model, args.backend, args.weights, recipe,
                                            data, no_data=no_data, ablation=args.ablation, data_dir=args.data_dir)
     write(args.out, result, weights, save_weights=False)
     acc = result.final_test_accuracy
     how = "evaluated" if data is not None else "recorded, not re-evaluated"
-    print(f"P3 {args.model} (eval only, {portable_path(args.weights)}): test accuracy {acc:.4f} "
-          f"(error {1 - acc:.4f}) on {result.n_test} test images, {how}")
+    split = "validation" if result.evaluated_on else "test"
+    print(f"P3 {args.model} (eval only, {portable_path(args.weights)}): {split} accuracy {acc:.4f} "
+          f"(error {1 - acc:.4f}) on {result.n_test} {split} images, {how}")
     return result
 
 

@@ -65,15 +65,25 @@ def _up_left(x):
     return shift(x, -1, -1)
 
 
+def _down_left(x):
+    return shift(x, 1, -1)
+
+
+def _up_right(x):
+    return shift(x, -1, 1)
+
+
 def _mirrored(view):
     return lambda x: mirror(view(x))
 
 
 # Test-time views per `tta` level: 0 the image; 1 + its mirror; 2 + both moved one pixel down-right and
-# up-left (edges reflected). Their order is the order the logits are summed in.
+# up-left (edges reflected); 3 + also down-left and up-right (all four diagonal 1-pixel shifts). Their order
+# is the order the logits are summed in.
 TTA_VIEWS = {0: [], 1: [_same, mirror],
              2: [_same, mirror, _down_right, _mirrored(_down_right), _up_left, _mirrored(_up_left)]}
-TTA_NAMES = ["none", "mirror", "mirror + 1-pixel shifts"]
+TTA_VIEWS[3] = TTA_VIEWS[2] + [_down_left, _mirrored(_down_left), _up_right, _mirrored(_up_right)]
+TTA_NAMES = ["none", "mirror", "mirror + 1-pixel shifts", "mirror + 1-pixel shifts in all four diagonals"]
 FLIP_MODES = ("random", "alternating")
 OWN = ("flip_mode", "tta", "cutout")  # Recipe's settings beyond the TrainConfig, in the flat form
 
@@ -83,7 +93,7 @@ class Recipe:
     """One P3 training run's settings: the library's TrainConfig and P3's own choices."""
     train: TrainConfig
     flip_mode: str = "random"   # 'random' (a coin per image and step) or 'alternating' (between epochs)
-    tta: int = 0                # test-time views (TTA_VIEWS): 0 none, 1 + mirror, 2 + mirror and 1-px shifts
+    tta: int = 0                # test-time views (TTA_VIEWS): 0 none, 1 + mirror, 2 (3) + 2 (4) 1-px shifts
     cutout: int = 0             # side of the square blanked (mean colour) in each training image; 0: none
 
     def __post_init__(self):
@@ -401,7 +411,9 @@ class AirbenchRecipe(Recipe):
 
 
 TTA_RATIONALE = ["no test-time augmentation", "test-time augmentation: logits averaged over the image and its mirror",
-                 "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)"]
+                 "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts (6 views)",
+                 "test-time augmentation: logits averaged over the image, its mirror and 1-pixel shifts in all four "
+                 "diagonal directions (10 views)"]
 
 
 def recipe_for(model: str, seed: int = 0, recipe: str = "default", **overrides) -> Recipe:

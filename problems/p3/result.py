@@ -71,7 +71,7 @@ class Hyperparameters:
     flip_mode: str              # 'random' or 'alternating'
     cutout: int | None = optional()  # side of the blanked square (absent: no Cutout)
     ema_decay: float            # 0: no weight averaging
-    tta: int                    # test-time views: 0 none, 1 + mirror, 2 + mirror and 1-pixel shifts
+    tta: int                    # test-time views: 0 none, 1 + mirror, 2 (3) + mirror and 2 (4) 1-pixel shifts
     eval_batch_size: int
     seed: int
     recipe: str | None = optional()                 # 'airbench' (absent: the default recipe)
@@ -476,14 +476,17 @@ def hyper_argument(d: P3Result, other: P3Result | None = None) -> list[str]:
 def augmentation_sentence(d: P3Result) -> str:
     """The augmentation and what the final train/test gap says about overfitting."""
     hp = d.hyperparameters
-    augmented = hp is not None and (hp.crop_padding or hp.flip)
+    augmented = hp is not None and (hp.crop_padding or hp.flip or hp.cutout)
     if augmented:
         what = []
         if hp.crop_padding:
             what.append(f"random crops of the image padded by {hp.crop_padding} pixels")
         if hp.flip:
             what.append("random horizontal flips" if hp.flip_mode == "random" else "horizontal flips")
-        views = " and ".join(v for v, on in (("shift", hp.crop_padding), ("mirror image", hp.flip)) if on)
+        if hp.cutout:
+            what.append(f"a {hp.cutout}x{hp.cutout} square of the mean colour blanked at a random place (Cutout)")
+        views = " and ".join(v for v, on in (("shift", hp.crop_padding), ("mirror image", hp.flip),
+                                              ("partly hidden view", hp.cutout)) if on)
         s = (f"Augmentation: {' and '.join(what)}. Each epoch shows the network a different {views} of every "
              "training image, equally valid pictures of the same class, so it cannot memorise the training "
              "images pixel for pixel: the augmentation is there against overfitting.")
@@ -668,7 +671,8 @@ P3_HYPER_WORDS = [("lr", "the peak learning rate"), ("epochs", "the number of ep
                   ("weight_decay", "the weight decay"), ("label_smoothing", "the label smoothing"),
                   ("schedule", "the schedule"), ("warmup_fraction", "the warm-up"),
                   ("crop_padding", "the crops"), ("crop_mode", "the crop padding"), ("flip", "the flips"),
-                  ("flip_mode", "the flip mode"), ("ema_decay", "the weight averaging"), ("seed", "the seed")]
+                  ("flip_mode", "the flip mode"), ("cutout", "the Cutout"), ("ema_decay", "the weight averaging"),
+                  ("seed", "the seed")]
 
 
 def p3_bn_sentence(small: P3Result | None, bn: P3Result | None) -> str | None:

@@ -205,6 +205,9 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
         from scratchnet.train import evaluate
         mean, std = channel_stats(data.train_x)
         test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, views=recipe.views())
+        split = data.info.get("split")   # --val-per-class: scored on the training set's held-out images
+        if split:
+            fields["evaluated_on"] = split
         fields.update(evaluated=True, final_test_accuracy=test_acc, final_test_error=1 - test_acc,
                       final_test_loss=test_loss, data_source=data.source,
                       data_dir=portable_path(data.directory, data_dir), n_test=int(len(data.test_y)))
@@ -221,6 +224,8 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
     if model == "better":
         fields.update(better_extras(ablation, recipe.rationale()))
     recorded = trained.get("hyperparameters")
+    if isinstance(recorded, dict) and recorded.get("tta") != recipe.tta:   # --tta: the views evaluated now
+        fields["hyperparameters"] = {**recorded, "tta": recipe.tta}
     seed = recorded.get("seed") if isinstance(recorded, dict) else None   # the training run's, not this one's
     fields["filter_stats"] = measured_filters(model, weights, trained.get("backend"), seed)
     fields.update(figures={}, discussion=discussion_for(
