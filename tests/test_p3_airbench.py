@@ -395,10 +395,51 @@ def test_cutout_setting_round_trips_and_stays_out_of_runs_without_it():
     assert list(flat).index("cutout") == list(flat).index("flip_mode") + 1
     assert AirbenchRecipe.from_flat(**flat) == r
     assert "Cutout (8x8" in r.describe()["augmentation"]
-    with pytest.raises(ValueError, match="cutout"):
-        recipe_for("better", recipe="airbench", cutout=-1)
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="cutout"):
+            recipe_for("better", recipe="airbench", cutout=bad)
     with pytest.raises(ValueError, match="mean colour"):
         r.augment(10)
+
+
+def test_cutout_augmentation_comes_after_crop_and_flip():
+    from scratchnet.data.augment import alternating_flip, cutout, random_crop
+    r = recipe_for("better", recipe="airbench", cutout=5, crop_padding=3, seed=4)
+    x = np.random.default_rng(1).integers(0, 256, size=(8, 32, 32, 3)).astype(np.uint8)
+    fill = np.array([120, 121, 122], np.uint8)
+    idx = np.arange(3, 11)
+    out = r.augment(20, mean_colour=fill)(x, idx, 1, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    want = cutout(alternating_flip(random_crop(x, 3, rng, mode="reflect"), idx, 1, 20, seed=4), 5, rng, fill=fill)
+    np.testing.assert_array_equal(out, want)
+    assert ((out == fill).all(axis=-1).reshape(8, -1).sum(axis=1) >= 25).all()
+
+
+def test_fit_fills_cutout_with_the_training_sets_mean_colour(monkeypatch):
+    """Recipe.fit hands fit an augment whose squares are the training images' mean colour on the 0..255
+    scale (channel_stats' mean x 255, rounded): normalised, about 0."""
+    from types import SimpleNamespace
+
+    import scratchnet.train
+    from problems.p3.recipe import mean_colour
+    from scratchnet.data import channel_stats, normalize
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    x[..., 0], x[..., 1], x[..., 2] = 10, 100, 250
+    x[:2, ..., 0] = 30                                   # channel 0 averages 20
+    assert mean_colour(x).tolist() == [20, 100, 250] and mean_colour(x).dtype == np.uint8
+    x = np.random.default_rng(2).integers(0, 256, size=(4, 32, 32, 3)).astype(np.uint8)
+    fill = np.rint(x.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
+    assert (mean_colour(x) == fill).all()
+    seen = {}
+    monkeypatch.setattr(scratchnet.train, "fit", lambda learner, data, config, augment, **kw: seen.update(a=augment))
+    data = SimpleNamespace(train_x=x, train_y=np.zeros(4, int))
+    recipe_for("better", recipe="airbench", cutout=32, crop_padding=0).fit(None, data)
+    out = seen["a"](x, np.arange(4), 0, np.random.default_rng(0))
+    assert (out == fill).all()                          # a 32x32 square covers the whole image
+    mean, std = channel_stats(x)
+    assert np.abs(normalize(out, mean, std)).max() < 0.5 / 255 / std.min() + 1e-6
+    with pytest.raises(ValueError, match="uint8"):
+        mean_colour(x.astype(np.float32))
 
 
 def test_cutout_augmentation_blanks_one_mean_coloured_square_after_crop_and_flip():

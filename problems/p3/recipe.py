@@ -88,6 +88,15 @@ FLIP_MODES = ("random", "alternating")
 OWN = ("flip_mode", "tta", "cutout")  # Recipe's settings beyond the TrainConfig, in the flat form
 
 
+def mean_colour(train_uint8) -> np.ndarray:
+    """The training images' mean colour on their own 0..255 scale, rounded to uint8: Cutout's fill, which
+    normalisation by the same statistics turns into (about) 0. channel_stats works on the [0, 1] scale."""
+    from scratchnet.data import channel_stats
+    if train_uint8.dtype != np.uint8:
+        raise ValueError(f"mean_colour expects uint8 images, got {train_uint8.dtype}")
+    return np.rint(channel_stats(train_uint8)[0] * 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """One P3 training run's settings: the library's TrainConfig and P3's own choices."""
@@ -101,7 +110,7 @@ class Recipe:
             raise ValueError(f"flip_mode must be one of {FLIP_MODES}, got {self.flip_mode!r}")
         if self.tta not in TTA_VIEWS:
             raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {self.tta!r}")
-        if not isinstance(self.cutout, int) or self.cutout < 0:
+        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
             raise ValueError(f"cutout must be a whole number of pixels >= 0, got {self.cutout!r}")
 
     @classmethod
@@ -157,13 +166,9 @@ class Recipe:
 
     def fit(self, learner, data, **kwargs):
         """scratchnet.train.fit with this recipe's augmentation, test-time views and checkpoint settings."""
-        from scratchnet.data import channel_stats
         from scratchnet.train import fit
-        mean_colour = None
-        if self.cutout:
-            mean = channel_stats(data.train_x)[0]
-            mean_colour = np.rint(mean).astype(data.train_x.dtype) if data.train_x.dtype == np.uint8 else mean
-        return fit(learner, data, self.train, augment=self.augment(len(data.train_y), mean_colour),
+        fill = mean_colour(data.train_x) if self.cutout else None
+        return fit(learner, data, self.train, augment=self.augment(len(data.train_y), fill),
                    final_views=self.views(), settings=self.own_settings(), **kwargs)
 
     def describe(self) -> dict:
