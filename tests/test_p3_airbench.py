@@ -386,6 +386,18 @@ def test_rationale_says_what_the_recipe_runs():
                        "epochs; Cutout: a 12x12 square of the mean colour per image")
 
 
+def test_default_recipe_rationale_says_what_it_runs():
+    from problems.p3.recipe import RATIONALE
+    assert recipe_for("better").rationale() == RATIONALE
+    r = recipe_for("better", lr=0.4, cutout=8, crop_padding=4, tta=3, label_smoothing=0.1).rationale()
+    assert [i for i, (a, b) in enumerate(zip(r, RATIONALE)) if a != b] == [5, 6, 7, 8]
+    assert "peak lr of 0.4, weight decay 5e-4" in r[5] and r[6].startswith("label smoothing 0.1 and")
+    assert r[7] == ("4-pixel reflect-padded random crops; horizontal flips alternating between epochs; "
+                    "Cutout: a 8x8 square of the mean colour per image")
+    assert "(10 views)" in r[8]
+    assert recipe_for("better", recipe="airbench", epochs=1).rationale()[5].endswith("; 1 epoch")
+
+
 def test_cutout_setting_round_trips_and_stays_out_of_runs_without_it():
     plain = recipe_for("better", recipe="airbench")
     assert "cutout" not in plain.flat() and "cutout" not in plain.own_settings()

@@ -34,8 +34,8 @@ import math
 import sys
 from pathlib import Path
 
-from problems.common.cli import (add_common_args, data_root, fraction_below_one, non_negative_int, portable_path,
-                                 positive_float, positive_int)
+from problems.common.cli import (UserError, add_common_args, data_root, fraction_below_one, non_negative_int,
+                                 portable_path, positive_float, positive_int)
 from problems.common.downloads import add_download_flag
 from problems.common.result import ResultError
 from scratchnet import cpu
@@ -126,6 +126,11 @@ def parse_args(argv):
         args.recipe = "default"
     if args.val_per_class is not None and args.recorded_if_no_data:
         p.error("--recorded-if-no-data shows test accuracies: not with --val-per-class")
+    if args.tta is not None and args.compare:
+        p.error("--tta belongs to training or --eval-only (not --compare)")
+    if args.tta is not None and args.eval_only and args.val_per_class is None:
+        p.error("--tta with --eval-only scores the validation split only (add --val-per-class V): the test set "
+                "is read once, with the views the net was trained for")
     if args.val_per_class is not None and args.compare:
         p.error("--val-per-class belongs to training or --eval-only (not --compare)")
     if args.stop_after is not None and (args.eval_only or args.compare):
@@ -247,6 +252,14 @@ def check_inputs(args) -> None:
         if args.recipe is None:  # the recipe fixes the net's options (batch-norm eps) and the test-time views
             args.recipe = name if name in RECIPE_NAMES and args.model == "better" else "default"
         args.recorded_recipe = recorded_recipe(recorded, args) if (name or "default") == args.recipe else None
+        if args.val_per_class is not None:   # held-out images only if the weights never trained on them
+            from .ablation import evaluated_on
+            split = evaluated_on(args.val_per_class)
+            if trained.get("evaluated_on") != split:
+                raise UserError(f"--val-per-class {args.val_per_class}: {portable_path(args.weights)} was not "
+                                f"trained with it (its companion says it was scored on "
+                                f"{trained.get('evaluated_on') or 'the test set'}), so those images may be "
+                                "ones it trained on")
     if args.model == "better" and args.ablation is not None:
         better_extras(args.ablation)
 

@@ -211,7 +211,43 @@ class Recipe:
         return {}
 
     def rationale(self) -> list[str]:
-        return RATIONALE
+        """The better net's design choices in one line each, the training ones from this recipe's settings
+        (RATIONALE for the default recipe)."""
+        c = self.train
+        ema = (f"an exponential moving average of the weights (decay {c.ema_decay:g}) for evaluation"
+               if c.ema_decay else "the trained weights themselves for evaluation")
+        return RATIONALE[:5] + [
+            f"Nesterov SGD, batch {c.batch_size:,}, {SCHEDULE_WORDS.get(c.schedule, c.schedule)} schedule to a peak "
+            f"lr of {c.lr:g}, weight decay "
+            f"{_short(c.weight_decay)}: few epochs",
+            f"label smoothing {c.label_smoothing:g} and {ema}",
+            "; ".join(self._augmentation_words(capital_flips=True)),
+            TTA_RATIONALE[self.tta],
+        ]
+
+    def _augmentation_words(self, capital_flips: bool = False) -> list[str]:
+        c = self.train
+        words = []
+        if c.crop_padding:
+            words.append(f"{c.crop_padding}-pixel {c.crop_mode}-padded random crops")
+        if c.flip:
+            flips = "horizontal flips" if capital_flips else "flips"
+            words.append(f"{flips} alternating between epochs" if self.flip_mode == "alternating"
+                         else f"random {flips}")
+        if self.cutout:
+            words.append(f"Cutout: a {self.cutout}x{self.cutout} square of the mean colour per image")
+        return words or ["no augmentation"]
+
+
+SCHEDULE_WORDS = {"onecycle": "one-cycle"}
+
+
+def _short(x: float) -> str:
+    """A small number as the rationale writes it: 5e-4, not 0.0005."""
+    if 0 < abs(x) < 1e-2:
+        mantissa, exponent = f"{x:e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    return f"{x:g}"
 
 
 def bn_bias_names(net) -> list[str]:
@@ -362,18 +398,11 @@ class AirbenchRecipe(Recipe):
         """The recipe's choices in one line each, from its own settings (docs/p3_better.md, "The airbench
         recipe", explains them), so that a longer or otherwise changed run says what it ran."""
         c, mu = self.train, self.train.momentum
-        epochs = f"{c.epochs:g} epochs"
+        epochs = f"{c.epochs:g} epoch{'' if c.epochs == 1 else 's'}"
         if c.epoch_count != c.epochs:
             epochs += f" (the last one {100 * (c.epochs - int(c.epochs)):.0f}% long)"
         decay = "0.95^5" if math.isclose(self.lookahead_decay, 0.95 ** 5) else f"{self.lookahead_decay:g}"
-        augmentation = [f"label smoothing {c.label_smoothing:g}"]
-        if c.crop_padding:
-            augmentation.append(f"{c.crop_padding}-pixel {c.crop_mode}-padded random crops")
-        if c.flip:
-            augmentation.append("flips alternating between epochs" if self.flip_mode == "alternating"
-                                else "random flips")
-        if self.cutout:
-            augmentation.append(f"Cutout: a {self.cutout}x{self.cutout} square of the mean colour per image")
+        augmentation = [f"label smoothing {c.label_smoothing:g}", *self._augmentation_words()]
         return [
             "the same network (fixed 2x2 patch whitening, Dirac-initialised conv/pool/BN/GELU blocks 64/256/256, "
             f"logits x 1/9), batch norm with eps {self.bn_eps:g} and frozen scale, running-statistics momentum "

@@ -12,7 +12,7 @@ from scratchnet.io import load_npz
 
 from . import models
 from .ablation import describe as describe_split
-from .recipe import EMA_WARMUP, RATIONALE, TTA_VIEWS, Recipe
+from .recipe import EMA_WARMUP, RATIONALE, TTA_NAMES, TTA_VIEWS, Recipe
 from .result import (HISTORY_KEYS, P3Comparison, P3Result, ablation_rows, discussion_for, read_companion,
                      read_train_loss)
 
@@ -206,8 +206,7 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
         mean, std = channel_stats(data.train_x)
         test_loss, test_acc = evaluate(learner, data.test_x, data.test_y, mean, std, views=recipe.views())
         split = data.info.get("split")   # --val-per-class: scored on the training set's held-out images
-        if split:
-            fields["evaluated_on"] = split
+        fields["evaluated_on"] = split or None   # what this evaluation read, not what the training run scored
         fields.update(evaluated=True, final_test_accuracy=test_acc, final_test_error=1 - test_acc,
                       final_test_loss=test_loss, data_source=data.source,
                       data_dir=portable_path(data.directory, data_dir), n_test=int(len(data.test_y)))
@@ -224,8 +223,12 @@ def evaluate_weights(model: str, backend: str, weights_path: Path, recipe: Recip
     if model == "better":
         fields.update(better_extras(ablation, recipe.rationale()))
     recorded = trained.get("hyperparameters")
-    if isinstance(recorded, dict) and recorded.get("tta") != recipe.tta:   # --tta: the views evaluated now
+    if data is not None and isinstance(recorded, dict) and recorded.get("tta") != recipe.tta:
+        # --tta: the views evaluated now, not the training run's
         fields["hyperparameters"] = {**recorded, "tta": recipe.tta}
+        fields["test_time_augmentation"] = TTA_NAMES[recipe.tta]
+        if not recipe.views():
+            fields.pop("final_test_accuracy_without_tta", None)
     seed = recorded.get("seed") if isinstance(recorded, dict) else None   # the training run's, not this one's
     fields["filter_stats"] = measured_filters(model, weights, trained.get("backend"), seed)
     fields.update(figures={}, discussion=discussion_for(
