@@ -462,3 +462,15 @@ def test_cutout_augmentation_blanks_one_mean_coloured_square_after_crop_and_flip
     blank = (out == [120, 121, 122]).all(axis=-1)
     assert blank.reshape(6, -1).sum(axis=1).tolist() == [25] * 6
     assert ((out == 200) | blank[..., None]).all()
+
+
+def test_ten_views_are_the_six_and_the_other_two_diagonals():
+    from problems.p3.recipe import TTA_VIEWS
+    from scratchnet.data.augment import mirror, shift
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3))
+    ten = [v(x) for v in TTA_VIEWS[3]]
+    for a, b in zip(ten, [v(x) for v in TTA_VIEWS[2]]):
+        np.testing.assert_array_equal(a, b)              # level 2's views first, in the same order
+    np.testing.assert_array_equal(ten[6], shift(x, 1, -1))
+    np.testing.assert_array_equal(ten[9], mirror(shift(x, -1, 1)))
+    assert len({v.tobytes() for v in ten}) == 10          # no view repeated

@@ -81,8 +81,9 @@ def _mirrored(view):
 # up-left (edges reflected); 3 + also down-left and up-right (all four diagonal 1-pixel shifts). Their order
 # is the order the logits are summed in.
 TTA_VIEWS = {0: [], 1: [_same, mirror],
-             2: [_same, mirror, _down_right, _mirrored(_down_right), _up_left, _mirrored(_up_left)]}
-TTA_VIEWS[3] = TTA_VIEWS[2] + [_down_left, _mirrored(_down_left), _up_right, _mirrored(_up_right)]
+             2: [_same, mirror, _down_right, _mirrored(_down_right), _up_left, _mirrored(_up_left)],
+             3: [_same, mirror, _down_right, _mirrored(_down_right), _up_left, _mirrored(_up_left),
+                 _down_left, _mirrored(_down_left), _up_right, _mirrored(_up_right)]}
 TTA_NAMES = ["none", "mirror", "mirror + 1-pixel shifts", "mirror + 1-pixel shifts in all four diagonals"]
 FLIP_MODES = ("random", "alternating")
 OWN = ("flip_mode", "tta", "cutout")  # Recipe's settings beyond the TrainConfig, in the flat form
@@ -102,7 +103,7 @@ class Recipe:
     """One P3 training run's settings: the library's TrainConfig and P3's own choices."""
     train: TrainConfig
     flip_mode: str = "random"   # 'random' (a coin per image and step) or 'alternating' (between epochs)
-    tta: int = 0                # test-time views (TTA_VIEWS): 0 none, 1 + mirror, 2 (3) + 2 (4) 1-px shifts
+    tta: int = 0                # test-time views (TTA_VIEWS): 0 none, 1 + mirror, 2: 6 views, 3: 10 views
     cutout: int = 0             # side of the square blanked (mean colour) in each training image; 0: none
 
     def __post_init__(self):
@@ -217,21 +218,21 @@ class Recipe:
         ema = (f"an exponential moving average of the weights (decay {c.ema_decay:g}) for evaluation"
                if c.ema_decay else "the trained weights themselves for evaluation")
         return RATIONALE[:5] + [
-            f"Nesterov SGD, batch {c.batch_size:,}, {SCHEDULE_WORDS.get(c.schedule, c.schedule)} schedule to a peak "
-            f"lr of {c.lr:g}, weight decay "
-            f"{_short(c.weight_decay)}: few epochs",
+            f"Nesterov SGD, batch {c.batch_size:,}, {SCHEDULE_WORDS.get(c.schedule, c.schedule)} schedule to a "
+            f"peak lr of {c.lr:g}, weight decay {_short(c.weight_decay)}: few epochs",
             f"label smoothing {c.label_smoothing:g} and {ema}",
-            "; ".join(self._augmentation_words(capital_flips=True)),
+            "; ".join(self._augmentation_words(horizontal=True)),
             TTA_RATIONALE[self.tta],
         ]
 
-    def _augmentation_words(self, capital_flips: bool = False) -> list[str]:
+    def _augmentation_words(self, horizontal: bool = False) -> list[str]:
+        """The training augmentation as the rationale lists it; horizontal: say 'horizontal flips'."""
         c = self.train
         words = []
         if c.crop_padding:
             words.append(f"{c.crop_padding}-pixel {c.crop_mode}-padded random crops")
         if c.flip:
-            flips = "horizontal flips" if capital_flips else "flips"
+            flips = "horizontal flips" if horizontal else "flips"
             words.append(f"{flips} alternating between epochs" if self.flip_mode == "alternating"
                          else f"random {flips}")
         if self.cutout:

@@ -71,7 +71,7 @@ class Hyperparameters:
     flip_mode: str              # 'random' or 'alternating'
     cutout: int | None = optional()  # side of the blanked square (absent: no Cutout)
     ema_decay: float            # 0: no weight averaging
-    tta: int                    # test-time views: 0 none, 1 + mirror, 2 (3) + mirror and 2 (4) 1-pixel shifts
+    tta: int                    # test-time views: 0 none, 1 + mirror, 2 + two 1-px shifts (6), 3 + four (10)
     eval_batch_size: int
     seed: int
     recipe: str | None = optional()                 # 'airbench' (absent: the default recipe)
